@@ -1,0 +1,5 @@
+import sys
+
+from leanstar.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: pass@k, miniF2F runs and their reports."""

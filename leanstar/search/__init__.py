@@ -1,0 +1,1 @@
+"""Proof search: sampling search (Lean-STaR) and best-first search, and the runner over many theorems."""

@@ -1,0 +1,1 @@
+"""Q-Sparse: top-K activation sparsity with the straight-through estimator, and fast sparse decoding."""
