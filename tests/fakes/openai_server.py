@@ -16,12 +16,12 @@ and answers with whatever `responder(path, body)` returns (a string, or a list o
                               probability of a 429 (with Retry-After), a 500, or a 200 whose
                               body is not valid JSON; drawn from a seeded RNG
     fail_next(kind, count)    scripted failures for the next requests, in arrival order:
-                              "429", "500", "503", "malformed", "hang" (never answers),
-                              "disconnect" (closes the socket without a response)
+                              "400", "429", "500", "503", "malformed", "hang" (never
+                              answers), "disconnect" (closes the socket without a response)
     api_key                   when set, requests without `Authorization: Bearer <key>` get a 401
 
 Every request is recorded (`requests`: path, headers, parsed body, arrival time) unless
-`record=False` (benchmarks). Run standalone for a benchmark in another process:
+`record=False` (benchmarks); `max_in_flight` is the most requests it ever held at once. Run standalone for a benchmark in another process:
 
     python -m tests.fakes.openai_server --latency 0.2     # prints "listening on URL", then serves
 """
@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import importlib
 import json
 import random
 import threading
@@ -43,7 +44,7 @@ from typing import Any
 Responder = Callable[[str, dict], "str | list[str]"]
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
-FAILURE_KINDS = ("429", "500", "503", "malformed", "hang", "disconnect")
+FAILURE_KINDS = ("400", "429", "500", "503", "malformed", "hang", "disconnect")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
 _REASONS |= {429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 
@@ -77,6 +78,8 @@ class FakeOpenAIServer:
     port: int = 0
     requests: list[RecordedRequest] = field(default_factory=list)
     outcomes: collections.Counter = field(default_factory=collections.Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -196,7 +199,14 @@ class FakeOpenAIServer:
         if self.record:
             with self._lock:
                 self.requests.append(RecordedRequest(path, headers, body, time.monotonic()))
-        status, payload, extra = await self._respond(method, path, headers, body)
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            status, payload, extra = await self._respond(method, path, headers, body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         if status is None:  # "disconnect": drop the connection without answering
             return False
         self._write(writer, status, payload, extra, keep_alive)
@@ -224,6 +234,8 @@ class FakeOpenAIServer:
         if outcome == "429":
             extra = {} if self.retry_after_s is None else {"Retry-After": f"{self.retry_after_s:g}"}
             return 429, _error("rate limit reached", "rate_limit_exceeded"), extra
+        if outcome == "400":
+            return 400, _error("this model's maximum context length is exceeded"), {}
         if outcome in ("500", "503"):
             return int(outcome), _error("the server had an error"), {}
         if outcome == "malformed":
@@ -300,9 +312,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--answer", default=" fake completion", help="text of every answer")
+    parser.add_argument(
+        "--responder", default="", help="MODULE:FUNCTION(path, body) -> text, instead of --answer"
+    )
     args = parser.parse_args()
+    if args.responder:
+        module_name, _, attr = args.responder.partition(":")
+        responder = getattr(importlib.import_module(module_name), attr)
+    else:
+        responder = lambda path, body: args.answer  # noqa: E731
     server = FakeOpenAIServer(
-        responder=lambda path, body: args.answer,
+        responder=responder,
         latency_s=args.latency,
         port=args.port,
         record=False,
