@@ -73,7 +73,10 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     return proc, line.split()[-1]
 
 
-def run_once(base_url: str, input_path: Path, concurrency: int, pairs: int, workdir: Path) -> float:
+def run_once(
+    base_url: str, input_path: Path, concurrency: int, pairs: int, workdir: Path
+) -> tuple[float, float]:
+    """(requests per second, driver CPU seconds per request) of one synthesis run."""
     cfg = ThoughtsConfig(
         run_dir=str(workdir / f"run-c{concurrency}"),
         input=str(input_path),
@@ -91,11 +94,11 @@ def run_once(base_url: str, input_path: Path, concurrency: int, pairs: int, work
         raise RuntimeError(f"{run.path} is not empty")
     plan = make_plan(cfg, done_keys=set())
     assert len(plan.todo) == pairs, f"only {len(plan.todo)} unique pairs, wanted {pairs}"
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     tally = asyncio.run(synthesize(cfg, plan, run))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert tally.answered == pairs and tally.failed == 0, tally
-    return pairs / elapsed
+    return pairs / elapsed, cpu / pairs
 
 
 def main() -> None:
@@ -107,8 +110,10 @@ def main() -> None:
     os.environ["LEANSTAR_BENCH_KEY"] = "bench-key-not-secret"
     server, base_url = start_server(args.latency)
     print(f"machine: {platform.node()} ({os.cpu_count()} CPUs), python {platform.python_version()}")
-    print(f"fake server: {base_url}, fixed latency {args.latency * 1000:.0f} ms, own process\n")
-    print(f"{'concurrency':>11} {'pairs':>6} {'ideal req/s':>12} {'achieved':>9} {'ratio':>6}")
+    print(f"fake server: {base_url}, fixed latency {args.latency * 1000:.0f} ms, own process")
+    print(f"load average before: {os.getloadavg()[0]:.2f} (other processes share these CPUs)\n")
+    header = f"{'concurrency':>11} {'pairs':>6} {'ideal req/s':>12} {'achieved':>9} {'ratio':>6}"
+    print(header + f" {'driver CPU/req':>15}")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
@@ -121,10 +126,12 @@ def main() -> None:
             for c in args.concurrency:
                 ideal = c / args.latency
                 pairs = max(int(ideal * args.seconds), 2 * c)
-                achieved = run_once(base_url, input_path, c, pairs, workdir)
+                achieved, cpu = run_once(base_url, input_path, c, pairs, workdir)
                 print(
-                    f"{c:>11} {pairs:>6} {ideal:>12.1f} {achieved:>9.1f} {achieved / ideal:>6.1%}"
+                    f"{c:>11} {pairs:>6} {ideal:>12.1f} {achieved:>9.1f} "
+                    f"{achieved / ideal:>6.1%} {cpu * 1000:>12.2f} ms"
                 )
+        print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     finally:
         server.terminate()
         server.wait(10)

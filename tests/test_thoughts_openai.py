@@ -81,7 +81,24 @@ def test_export_is_a_datasets_dataset_sft_can_read(server, tmp_path):
     assert [from_json(row, ThoughtStep) for row in ds] == records
 
 
-def test_retries_every_transient_failure_and_counts_them(server, tmp_path):
+@pytest.fixture(params=["aiohttp", "httpx"])
+def transport(request, monkeypatch):
+    """Both HTTP transports of the openai client: aiohttp (ours when installed) and httpx."""
+    if request.param == "httpx":
+        import openai
+
+        from leanstar.thoughts import openai_teacher
+
+        def httpx_client(httpx, concurrency):
+            return openai.DefaultAsyncHttpxClient()
+
+        monkeypatch.setattr(openai_teacher, "_http_client", httpx_client)
+    else:
+        pytest.importorskip("aiohttp")
+    return request.param
+
+
+def test_retries_every_transient_failure_and_counts_them(server, tmp_path, transport):
     for kind, count in [("429", 3), ("500", 2), ("503", 1), ("malformed", 2), ("disconnect", 1)]:
         server.fail_next(kind, count)
     assert run(server, tmp_path / "run", "--concurrency", "4") == 0
@@ -91,7 +108,7 @@ def test_retries_every_transient_failure_and_counts_them(server, tmp_path):
     assert len(server.bodies()) == PAIRS + 9
 
 
-def test_timeouts_are_retried(server, tmp_path):
+def test_timeouts_are_retried(server, tmp_path, transport):
     server.fail_next("hang", 2)
     flags = ("--request_timeout_s", "0.5", "--max_pairs", "6", "--concurrency", "3")
     assert run(server, tmp_path / "run", *flags) == 0

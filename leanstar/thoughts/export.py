@@ -54,7 +54,9 @@ def export_dataset(records_path: Path, out_dir: Path, push_to_hub: str = ""):
     if tmp.exists():
         shutil.rmtree(tmp)
     datasets.disable_progress_bars()  # ours is the only progress display
-    ds.save_to_disk(str(tmp))
+    # An empty dataset saved with the default sharding has no data file and cannot be loaded
+    # back (datasets 5.2); one explicit shard keeps it readable.
+    ds.save_to_disk(str(tmp), num_shards=1 if len(ds) == 0 else None)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)

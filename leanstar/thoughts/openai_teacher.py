@@ -128,14 +128,17 @@ def _httpx():
 
 
 def _timeout_or_dropped(e: Exception) -> Retryable:
-    """The aiohttp transport reports a dropped connection as a timeout; the root cause tells
-    them apart, so the retry counts say what happened."""
-    root = e
-    while root.__cause__ is not None or root.__context__ is not None:
-        root = root.__cause__ or root.__context__
-    if isinstance(root, TimeoutError) or "Timeout" in type(root).__name__:
-        return Retryable("timeout", "no answer within the request timeout")
-    return Retryable("connection", f"connection lost: {type(root).__name__}: {root}")
+    """The aiohttp transport reports a dropped connection as a timeout; the exception chain
+    tells them apart, so the retry counts say what happened."""
+    link: BaseException | None = e
+    while link is not None:
+        if isinstance(link, ConnectionError) or type(link).__name__ in _DROPPED:
+            return Retryable("connection", f"connection lost: {type(link).__name__}: {link}")
+        link = link.__cause__ or link.__context__
+    return Retryable("timeout", "no answer within the request timeout")
+
+
+_DROPPED = {"ServerDisconnectedError", "ClientOSError", "ClientConnectionResetError"}
 
 
 def _http_client(httpx, concurrency: int):

@@ -170,8 +170,8 @@ class FakeOpenAIServer:
         try:
             while await self._one_request(reader, writer):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # a client went away, or the server is shutting down
         finally:
             writer.close()
 
