@@ -312,11 +312,11 @@ def coerce(value: Any, tp: Any, key: str, loc: str) -> Any:
             raise ConfigError(f"{loc}: {key!r} must be one of {type_name(tp)}, got {value!r}")
         return value
     if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):  # a flag such as `--keep_ratios 1.0,0.5`
+            value = [parse_flag_value(v.strip(), item_tp) for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise ConfigError(f"{loc}: {key!r} must be a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
         return [coerce(v, item_tp, f"{key}[{i}]", loc) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
