@@ -105,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64, 128])
     parser.add_argument("--latency", type=float, default=0.2, help="server latency, seconds")
-    parser.add_argument("--seconds", type=float, default=6.0, help="ideal duration of each run")
+    parser.add_argument("--seconds", type=float, default=8.0, help="ideal duration of each run")
     args = parser.parse_args()
     os.environ["LEANSTAR_BENCH_KEY"] = "bench-key-not-secret"
     server, base_url = start_server(args.latency)

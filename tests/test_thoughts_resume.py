@@ -1,5 +1,6 @@
 """A synthesis run killed with SIGKILL resumes with nothing lost, duplicated or asked twice."""
 
+import json
 import os
 import signal
 import subprocess
@@ -105,3 +106,27 @@ def test_a_torn_last_line_is_set_aside_and_its_pair_asked_again(tmp_path, monkey
 
 def _lines(path):
     return path.read_bytes().splitlines() if path.exists() else []
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    with FakeOpenAIServer(responder=echo_teacher, latency_s=0.15) as server:
+        env = {**os.environ, ENV: "sk-test", "PYTHONPATH": str(REPO)}
+        command = [sys.executable, "-m", "leanstar", *flags(server, run_dir)]
+        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while len(_lines(run_dir / "thoughts.jsonl")) < 5:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err.decode()[-2000:]
+        assert b"the same command resumes" in err
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "interrupted"
+        assert summary["run_dir"]["accepted"] == len(written_keys(run_dir)) >= 5
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+    keys = written_keys(run_dir)
+    assert len(keys) == len(set(keys)) == len(all_keys())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from leanstar.config import GeneratorConfig, nested, option
+from leanstar.config import ConfigError, GeneratorConfig, option
+
+DEFAULT_TEACHER = "gpt-4o"  # the paper's teacher was GPT-4; any chat model id works
 
 
 @dataclass
@@ -30,8 +32,12 @@ class ThoughtsConfig:
         "the variable named by generator.api_key_env); local: a Hugging Face model through the "
         "prover's transformers sampler (generator.model is a checkpoint directory or Hub id)",
     )
-    generator: GeneratorConfig = nested(
-        GeneratorConfig, "the teacher model and its sampling settings (paper: temperature 0.7)"
+    generator: GeneratorConfig = field(
+        default_factory=lambda: GeneratorConfig(model=DEFAULT_TEACHER),
+        metadata={
+            "help": "the teacher model and its sampling settings (paper: temperature 0.7); "
+            "backend matters only for teacher: local"
+        },
     )
     concurrency: int = option(
         16, "requests in flight at once (openai); local: prompts queued for the sampler's batches"
@@ -57,3 +63,33 @@ class ThoughtsConfig:
         "", "also push the dataset to this Hub repo id (needs network and a token; '' = no)"
     )
     progress: bool = option(True, "show a progress bar (rate, ETA, tokens, cost)")
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise ConfigError naming every value out of range (flags are set after __init__,
+        so the driver calls this again)."""
+        checks = {
+            "concurrency": self.concurrency >= 1,
+            "max_retries": self.max_retries >= 0,
+            "max_pairs": self.max_pairs >= 0,
+            "theorems_per_file": self.theorems_per_file >= 1,
+            "tactics_per_theorem": self.tactics_per_theorem >= 1,
+            "requests_per_minute": self.requests_per_minute >= 0,
+            "tokens_per_minute": self.tokens_per_minute >= 0,
+            "request_timeout_s": self.request_timeout_s > 0,
+            "backoff_base_s": self.backoff_base_s >= 0,
+            "max_thought_chars": self.max_thought_chars >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{n}={getattr(self, n)!r}" for n in bad)
+            raise ConfigError(f"ThoughtsConfig: out of range: {values}")
+
+    @property
+    def workers(self) -> int:
+        """Requests kept in flight: for the local teacher, at least one full sampler batch."""
+        if self.teacher == "local":
+            return max(self.concurrency, self.generator.batch_size)
+        return self.concurrency

@@ -17,6 +17,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from leanstar.config import ConfigError
 from leanstar.data import load_leandojo, sample_pairs
 from leanstar.jsonl import JsonlWriter, write_json_atomic
 from leanstar.prompting import TEACHER_PROMPT_VERSION, teacher_example, teacher_messages
@@ -39,7 +40,7 @@ from leanstar.thoughts.store import (
     thought_key,
 )
 from leanstar.thoughts.summary import Plan, build_summary, render_summary
-from leanstar.thoughts.teacher import Answer, Fatal, Teacher, make_teacher
+from leanstar.thoughts.teacher import Answer, Fatal, make_teacher
 
 
 @dataclass(frozen=True)
@@ -52,23 +53,32 @@ def main(cfg: ThoughtsConfig) -> int:
     from rich.console import Console
 
     console = Console(stderr=True)
+    try:
+        cfg.check()
+    except ConfigError as e:
+        console.print(f"leanstar: config error: {e}", markup=False)
+        return 2
     run = RunDir(cfg.run_dir)
     with run:
         run.save_config(cfg)
         plan = make_plan(cfg, done_keys=load_stored(run.path).done_keys)
-        start, tally, status = time.monotonic(), Tally(), "complete"
+        start, tally, status, error = time.monotonic(), Tally(), "complete", ""
         try:
             if plan.todo:
                 tally = asyncio.run(synthesize(cfg, plan, run))
         except Fatal as e:
-            console.print(f"[red]leanstar thoughts: {e}[/red]")
-            status = "stopped: " + str(e)
+            status, error = "stopped", str(e)
+            console.print(f"leanstar thoughts: {e}", style="red", markup=False)
         except (KeyboardInterrupt, asyncio.CancelledError):
             status = "interrupted"
             raise
         finally:
-            summary = _finish(cfg, run, plan, tally, time.monotonic() - start, status, console)
-        if status.startswith("stopped"):
+            if status == "complete" and tally.failed:
+                status = "incomplete"
+            summary = _finish(cfg, run, plan, tally, time.monotonic() - start, status, error)
+            if tally.requests or status != "stopped":
+                console.print(render_summary(summary))
+        if status == "stopped":
             return 2
         return _report(cfg, run, summary, console)
 
@@ -92,108 +102,118 @@ def make_plan(cfg: ThoughtsConfig, done_keys: set[str]) -> Plan:
 async def synthesize(cfg: ThoughtsConfig, plan: Plan, run: RunDir) -> Tally:
     """Ask the teacher about every pair to do, storing each result as it comes."""
     teacher = make_teacher(cfg)
-    stored = load_stored(run.path)
-    deduper = Deduper([teacher_example().thought, *(r.thought for r in stored.accepted)])
-    tally, budget, rng = (
-        Tally(),
-        Budget(cfg.requests_per_minute, cfg.tokens_per_minute),
-        random.Random(cfg.seed),
-    )
+    tally = Tally()
+    budget = Budget(cfg.requests_per_minute, cfg.tokens_per_minute)
     policy = RetryPolicy(cfg.max_retries, cfg.backoff_base_s, cfg.backoff_max_s)
-    settings = FilterSettings(cfg.max_thought_chars, cfg.reject_lemma_names)
-    prices = Prices(cfg.price_input_per_mtok, cfg.price_output_per_mtok)
-    counts = {"accepted": 0, "rejected": 0}
-    with (
-        JsonlWriter(run / THOUGHTS) as accepted_out,
-        JsonlWriter(run / REJECTS) as rejected_out,
-        JsonlWriter(run / FAILURES) as failures_out,
-        make_progress(cfg.progress) as progress,
-    ):
-        bar = progress.add_task("thoughts", total=len(plan.todo), info="")
+    rng = random.Random(cfg.seed)
 
-        def request(job: Job):
-            messages = teacher_messages(job.step.state_before, job.step.tactic)
-            seed = (int(job.key[:8], 16) + cfg.generator.seed) % 2**31
-            return ask(teacher, messages, seed, budget, policy, tally, rng)
+    def request(job: Job):
+        messages = teacher_messages(job.step.state_before, job.step.tactic)
+        seed = (int(job.key[:8], 16) + cfg.generator.seed) % 2**31  # reproducible per pair
+        return ask(teacher, messages, seed, budget, policy, tally, rng)
 
-        def on_result(job: Job, result: Answer | Failure) -> None:
-            if isinstance(result, Failure):
-                tally.failed += 1
-                failures_out.write(_failure(job, result, teacher))
-            else:
-                verdict = judge(result.text, job.step.state_before, job.step.tactic, settings)
-                if isinstance(verdict, Accepted):
-                    verdict = deduper.check(verdict.thought) or verdict
-                if isinstance(verdict, Accepted):
-                    deduper.add(verdict.thought)
-                    accepted_out.write(_thought(job, verdict.thought, result, teacher))
-                else:
-                    rejected_out.write(_reject(job, verdict, result, teacher))
-                counts["accepted" if isinstance(verdict, Accepted) else "rejected"] += 1
-            progress.update(
-                bar,
-                advance=1,
-                info=info_line(
-                    counts["accepted"],
-                    counts["rejected"],
-                    tally.failed,
-                    sum(tally.retries.values()),
-                    tally.prompt_tokens,
-                    tally.completion_tokens,
-                    prices,
-                ),
-            )
-
-        try:
-            await run_jobs(plan.todo, cfg.concurrency, request, on_result)
-        finally:
-            await teacher.aclose()
+    try:
+        with Recorder(cfg, run, teacher.name, tally, total=len(plan.todo)) as record:
+            await run_jobs(plan.todo, cfg.workers, request, record)
+    finally:
+        await teacher.aclose()
     return tally
 
 
-def _thought(job: Job, thought: str, answer: Answer, teacher: Teacher) -> ThoughtStep:
-    return ThoughtStep(
-        state=job.step.state_before,
-        thought=thought,
-        tactic=job.step.tactic,
-        theorem=job.step.theorem,
-        source="teacher",
-        teacher=teacher.name,
-        round=0,
-        prompt_version=TEACHER_PROMPT_VERSION,
-        key=job.key,
-        usage=answer.usage,
-    )
+class Recorder:
+    """Files each result the moment it arrives (accepted, rejected with its reason, or failed)
+    and keeps the progress bar current."""
+
+    def __init__(self, cfg: ThoughtsConfig, run: RunDir, teacher: str, tally: Tally, total: int):
+        self.teacher, self.tally = teacher, tally
+        self.settings = FilterSettings(cfg.max_thought_chars, cfg.reject_lemma_names)
+        self.prices = Prices(cfg.price_input_per_mtok, cfg.price_output_per_mtok)
+        accepted = load_stored(run.path).accepted
+        self.deduper = Deduper([teacher_example().thought, *(r.thought for r in accepted)])
+        self.accepted = self.rejected = 0
+        self._files = [JsonlWriter(run / name) for name in (THOUGHTS, REJECTS, FAILURES)]
+        self._progress = make_progress(cfg.progress)
+        self._bar = self._progress.add_task("thoughts", total=total, info="")
+
+    def __enter__(self) -> Recorder:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+        for f in self._files:
+            f.close()
+
+    def __call__(self, job: Job, result: Answer | Failure) -> None:
+        thoughts, rejects, failures = self._files
+        if isinstance(result, Failure):
+            self.tally.failed += 1
+            failures.write(self._failure(job, result))
+        else:
+            verdict = self.judge(job, result)
+            if isinstance(verdict, Accepted):
+                self.accepted += 1
+                thoughts.write(self._thought(job, verdict.thought, result))
+            else:
+                self.rejected += 1
+                rejects.write(self._reject(job, verdict, result))
+        t = self.tally
+        info = info_line(
+            self.accepted, self.rejected, t.failed, sum(t.retries.values()),
+            t.prompt_tokens, t.completion_tokens, self.prices,
+        )  # fmt: skip
+        self._progress.update(self._bar, advance=1, info=info)
+
+    def judge(self, job: Job, answer: Answer) -> Accepted | Rejected:
+        verdict = judge(answer.text, job.step.state_before, job.step.tactic, self.settings)
+        if isinstance(verdict, Accepted):
+            duplicate = self.deduper.check(verdict.thought)
+            if duplicate is not None:
+                return duplicate
+            self.deduper.add(verdict.thought)
+        return verdict
+
+    def _thought(self, job: Job, thought: str, answer: Answer) -> ThoughtStep:
+        return ThoughtStep(
+            state=job.step.state_before,
+            thought=thought,
+            tactic=job.step.tactic,
+            theorem=job.step.theorem,
+            source="teacher",
+            teacher=self.teacher,
+            round=0,
+            prompt_version=TEACHER_PROMPT_VERSION,
+            key=job.key,
+            usage=answer.usage,
+        )
+
+    def _reject(self, job: Job, verdict: Rejected, answer: Answer) -> ThoughtReject:
+        return ThoughtReject(
+            key=job.key,
+            reason=verdict.reason.value,
+            detail=verdict.detail,
+            state=job.step.state_before,
+            tactic=job.step.tactic,
+            theorem=job.step.theorem,
+            teacher=self.teacher,
+            prompt_version=TEACHER_PROMPT_VERSION,
+            answer=answer.text,
+            usage=answer.usage,
+        )
+
+    def _failure(self, job: Job, failure: Failure) -> ThoughtFailure:
+        return ThoughtFailure(
+            key=job.key,
+            kind=failure.kind,
+            error=failure.error,
+            attempts=failure.attempts,
+            theorem=job.step.theorem,
+            teacher=self.teacher,
+            prompt_version=TEACHER_PROMPT_VERSION,
+        )
 
 
-def _reject(job: Job, verdict: Rejected, answer: Answer, teacher: Teacher) -> ThoughtReject:
-    return ThoughtReject(
-        key=job.key,
-        reason=verdict.reason.value,
-        detail=verdict.detail,
-        state=job.step.state_before,
-        tactic=job.step.tactic,
-        theorem=job.step.theorem,
-        teacher=teacher.name,
-        prompt_version=TEACHER_PROMPT_VERSION,
-        answer=answer.text,
-        usage=answer.usage,
-    )
-
-
-def _failure(job: Job, failure: Failure, teacher: Teacher) -> ThoughtFailure:
-    return ThoughtFailure(
-        key=job.key,
-        kind=failure.kind,
-        error=failure.error,
-        attempts=failure.attempts,
-        theorem=job.step.theorem,
-        teacher=teacher.name,
-        prompt_version=TEACHER_PROMPT_VERSION,
-    )
-
-
-def _finish(cfg, run, plan, tally, elapsed_s, status, console) -> dict:
+def _finish(cfg, run, plan, tally, elapsed_s, status, error) -> dict:
     summary = build_summary(
         teacher=cfg.generator.model,
         prompt_version=TEACHER_PROMPT_VERSION,
@@ -204,9 +224,9 @@ def _finish(cfg, run, plan, tally, elapsed_s, status, console) -> dict:
         elapsed_s=elapsed_s,
         prices=Prices(cfg.price_input_per_mtok, cfg.price_output_per_mtok),
         status=status,
+        error=error,
     )
     write_json_atomic(run / SUMMARY, summary)
-    console.print(render_summary(summary))
     return summary
 
 

@@ -37,7 +37,10 @@ def build_summary(
     elapsed_s: float,
     prices: Prices,
     status: str,
+    error: str = "",
 ) -> dict[str, Any]:
+    """`status`: complete (every pair has an outcome), incomplete (some got no answer; the
+    next run asks again), stopped (a fatal error, in `error`), interrupted."""
     reasons = collections.Counter(r.reason for r in stored.rejected)
     done = stored.done_keys
     open_failures = {f.key for f in stored.failures} - done
@@ -46,6 +49,7 @@ def build_summary(
     completion = sum(u.get("completion_tokens", 0) for u in usage)
     return {
         "status": status,
+        "error": error,
         "teacher": teacher,
         "prompt_version": prompt_version,
         "input": input_path,
@@ -95,7 +99,7 @@ def render_summary(summary: dict[str, Any]) -> Any:
         ("answered in this run", run["answered"]),
         ("failed in this run (retried next time)", run["failed"]),
         ("requests / retries", f"{run['requests']} / {sum(run['retries'].values())}"),
-        ("answers per second", f"{run['answers_per_s']:.2f}"),
+        ("answers per second, start-up included", f"{run['answers_per_s']:.2f}"),
         ("accepted (run dir)", stored["accepted"]),
         ("rejected (run dir)", stored["rejected"]),
         *((f"  {name}", n) for name, n in stored["rejected_by_reason"].items()),
