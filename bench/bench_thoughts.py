@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 from leanstar.data.bundled import bundled_path  # noqa: E402
 from leanstar.rundir import RunDir  # noqa: E402
 from leanstar.thoughts.config import ThoughtsConfig  # noqa: E402
-from leanstar.thoughts.driver import make_plan, synthesize  # noqa: E402
+from leanstar.thoughts.driver import synthesize  # noqa: E402
+from leanstar.thoughts.plan import make_plan  # noqa: E402
 
 
 def synthetic_input(path: Path, copies: int) -> int:

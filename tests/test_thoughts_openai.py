@@ -11,7 +11,7 @@ from leanstar import cli
 from leanstar.jsonl import read_records
 from leanstar.records import ThoughtStep, from_json
 from leanstar.thoughts.config import ThoughtsConfig
-from leanstar.thoughts.driver import make_plan
+from leanstar.thoughts.plan import make_plan
 from leanstar.thoughts.store import ThoughtFailure, ThoughtReject
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.teacher import echo_teacher, pair_of

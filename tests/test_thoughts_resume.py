@@ -15,7 +15,7 @@ from leanstar.jsonl import TruncatedTail, read_records
 from leanstar.prompting import TEACHER_PROMPT_VERSION
 from leanstar.records import ThoughtStep
 from leanstar.thoughts.config import ThoughtsConfig
-from leanstar.thoughts.driver import make_plan
+from leanstar.thoughts.plan import make_plan
 from leanstar.thoughts.store import thought_key
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.teacher import echo_teacher, pair_of

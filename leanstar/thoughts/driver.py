@@ -15,17 +15,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
 
 from leanstar.config import ConfigError
-from leanstar.data import load_leandojo, sample_pairs
 from leanstar.jsonl import JsonlWriter, write_json_atomic
 from leanstar.prompting import TEACHER_PROMPT_VERSION, teacher_example, teacher_messages
-from leanstar.records import ThoughtStep, TracedStep
+from leanstar.records import ThoughtStep
 from leanstar.rundir import RunDir
 from leanstar.thoughts.config import ThoughtsConfig
 from leanstar.thoughts.filters import Accepted, Deduper, FilterSettings, Rejected, judge
 from leanstar.thoughts.limits import Budget
+from leanstar.thoughts.plan import Job, Plan, make_plan
 from leanstar.thoughts.progress import Prices, info_line, make_progress
 from leanstar.thoughts.runner import Failure, RetryPolicy, Tally, ask, run_jobs
 from leanstar.thoughts.store import (
@@ -37,16 +36,9 @@ from leanstar.thoughts.store import (
     ThoughtFailure,
     ThoughtReject,
     load_stored,
-    thought_key,
 )
-from leanstar.thoughts.summary import Plan, build_summary, render_summary
+from leanstar.thoughts.summary import build_summary, render_summary
 from leanstar.thoughts.teacher import Answer, Fatal, make_teacher
-
-
-@dataclass(frozen=True)
-class Job:
-    key: str
-    step: TracedStep
 
 
 def main(cfg: ThoughtsConfig) -> int:
@@ -81,22 +73,6 @@ def main(cfg: ThoughtsConfig) -> int:
         if status == "stopped":
             return 2
         return _report(cfg, run, summary, console)
-
-
-def make_plan(cfg: ThoughtsConfig, done_keys: set[str]) -> Plan:
-    """The sampled pairs, each key once, without those already done."""
-    theorems = load_leandojo(cfg.input)
-    steps = sample_pairs(theorems, cfg.theorems_per_file, cfg.tactics_per_theorem, cfg.seed)
-    if cfg.max_pairs > 0:
-        steps = steps[: cfg.max_pairs]
-    jobs: dict[str, Job] = {}
-    for step in steps:
-        key = thought_key(
-            step.state_before, step.tactic, cfg.generator.model, TEACHER_PROMPT_VERSION
-        )
-        jobs.setdefault(key, Job(key, step))
-    todo = [job for key, job in jobs.items() if key not in done_keys]
-    return Plan(len(steps), len(steps) - len(jobs), len(jobs) - len(todo), todo)
 
 
 async def synthesize(cfg: ThoughtsConfig, plan: Plan, run: RunDir) -> Tally:

@@ -17,7 +17,7 @@ import asyncio
 from leanstar.generation.base import Generator
 from leanstar.prompting import chat_to_prompt
 from leanstar.thoughts.config import ThoughtsConfig
-from leanstar.thoughts.teacher import Answer, Fatal, Messages
+from leanstar.thoughts.teacher import Answer, Fatal, Messages, rough_token_count
 
 SAMPLER_BACKENDS = ("transformers", "vllm", "compiled")
 
@@ -46,7 +46,8 @@ class LocalTeacher:
         return chat_to_prompt(messages, self.tokenizer)
 
     def estimate_tokens(self, messages: Messages) -> int:
-        return len(self.tokenizer(self.prompt(messages)).input_ids) + self._cfg.max_new_tokens
+        # Budgets rarely matter for a local model; a rough count spares a second tokenisation.
+        return rough_token_count(messages) + self._cfg.max_new_tokens
 
     async def complete(self, messages: Messages, seed: int | None = None) -> Answer:
         future = asyncio.get_running_loop().create_future()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -94,7 +94,7 @@ async def ask(
 async def run_jobs(
     jobs: Iterable[J],
     concurrency: int,
-    request: Callable[[J], asyncio.Future],
+    request: Callable[[J], Awaitable[Answer | Failure]],
     on_result: Callable[[J, Answer | Failure], None],
 ) -> None:
     """Run `request(job)` for every job, at most `concurrency` at once, calling `on_result` as

@@ -7,23 +7,13 @@ still reports its totals, and every quality filter is listed, zeros included.
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
 from typing import Any
 
 from leanstar.thoughts.filters import Reason
+from leanstar.thoughts.plan import Plan
 from leanstar.thoughts.progress import Prices
 from leanstar.thoughts.runner import Tally
 from leanstar.thoughts.store import Stored
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The pairs of this run: sampled, the same pair met again, already done, still to do."""
-
-    sampled: int
-    duplicate_pairs: int
-    done_before: int
-    todo: list  # list[Job]
 
 
 def build_summary(
