@@ -71,6 +71,8 @@ def test_tactic_is_matched_as_whole_words():
     assert contains_phrase("we can simp the goal", "simp")
     assert not contains_phrase("simplify the goal", "simp")
     assert not contains_phrase("by reflexivity", "rfl")
+    assert not contains_phrase("see Nat.simp", "simp") and contains_phrase("then simp.", "simp")
+    assert contains_phrase("rw [h]", "rw [h]") and not contains_phrase("rw [h]x", "rw [h]")
     assert contains_phrase("try `exact  h.le` now", "exact h.le")
     assert not contains_phrase("anything", "")
 

@@ -58,8 +58,6 @@ def squash(text: str) -> str:
 
 # Lean identifiers: letters (any script), digits, subscripts, `_`, `'`, `!`, `?`, dotted parts.
 _IDENT = re.compile(r"[^\W\d][\w'!?₀-₉]*(?:\.[^\W\d][\w'!?₀-₉]*)*")
-_EDGE_BEFORE = r"(?<![\w'.])"
-_EDGE_AFTER = r"(?![\w'])"
 
 
 def judge(text: str, state: str, tactic: str, settings: FilterSettings) -> Accepted | Rejected:
@@ -93,12 +91,28 @@ def check_answer(
 
 def contains_phrase(text: str, phrase: str) -> bool:
     """`phrase` occurs in `text` as whole words, whitespace differences aside (so the tactic
-    `simp` is not found inside "simplify")."""
-    words = phrase.split()
-    if not words:
+    `simp` is not found inside "simplify" or `Nat.simp`).
+
+    Plain substring search with the edges checked by hand: a regex per tactic would be
+    compiled afresh for every answer (tactics are nearly all distinct), which measured
+    0.4 ms per answer, a third of the driver's CPU per request."""
+    needle = squash(phrase)
+    if not needle:
         return False
-    pattern = r"\s+".join(re.escape(w) for w in words)
-    return re.search(_EDGE_BEFORE + pattern + _EDGE_AFTER, text) is not None
+    hay = squash(text)
+    start = hay.find(needle)
+    while start >= 0:
+        end = start + len(needle)
+        if (start == 0 or not _word_char(hay[start - 1], dot=True)) and (
+            end == len(hay) or not _word_char(hay[end])
+        ):
+            return True
+        start = hay.find(needle, start + 1)
+    return False
+
+
+def _word_char(c: str, dot: bool = False) -> bool:
+    return c.isalnum() or c in "_'" or (dot and c == ".")
 
 
 def hindsight_names(state: str, tactic: str) -> list[str]:

@@ -35,7 +35,6 @@ class OpenAITeacher:
         self.name = gen.model
         self._gen = gen
         self._key = _read_key(gen.api_key_env)
-        # Keep a warm connection per request in flight; httpx's default keeps only 100.
         self._httpx = _httpx()
         self._client = openai.AsyncOpenAI(
             base_url=gen.base_url or None,
