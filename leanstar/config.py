@@ -90,6 +90,11 @@ class LeanConfig:
     repl_path: str = option(
         "", "path to the REPL binary ('' = .lake/packages/REPL/.lake/build/bin/repl)"
     )
+    repl_command: str = option(
+        "",
+        "command line that starts one REPL process, overriding project_dir/repl_path "
+        "('' = `lake env <repl_path>` in project_dir); e.g. a REPL built elsewhere",
+    )
     header: str = option(
         "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
         "open BigOperators Real Nat Topology Rat\n",
@@ -102,6 +107,9 @@ class LeanConfig:
     start_timeout_s: float = option(
         600.0, "wall-clock limit to start a process and import the header"
     )
+    verify_timeout_s: float = option(
+        300.0, "wall-clock limit for the whole-proof check of one proof"
+    )
     memory_limit_mb: int = option(16384, "address-space cap per Lean process (0 = none)")
     max_commands_per_worker: int = option(1000, "recycle a worker after this many commands")
     max_worker_rss_mb: int = option(12000, "recycle a worker whose resident memory grows past this")
@@ -111,6 +119,12 @@ class LeanConfig:
     replay_data: str = option(
         "", "LeanDojo JSON for the replay backend ('' = the bundled Benchmark 4 sample)"
     )
+    dojo_repo: str = option(
+        "",
+        "dojo backend: URL or local path of the traced repository ('' = the url in each "
+        "theorem's LeanDojo source)",
+    )
+    dojo_commit: str = option("", "dojo backend: commit of the traced repository")
 
 
 @dataclass
