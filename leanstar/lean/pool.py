@@ -120,6 +120,7 @@ class _Worker:
         self.broken: str | None = None
         self.pending = 0
         self.commands = 0
+        self.rss_checked_at = 0
         self.boot_failures = 0
         self.envs: dict[tuple, asyncio.Future] = {}
 
@@ -142,7 +143,7 @@ class ReplPool:
         self.launch, self.options, self.label = launch, options, label
         self.stats: Counter[str] = Counter()
         self._workers = [_Worker(i) for i in range(max(1, options.num_workers))]
-        self._started = self._closed = False
+        self._started = self._closed = self._all_booted = False
         self._wake: asyncio.Event | None = None
         self._boots: set[asyncio.Task] = set()  # cancelled on close
         self._reaps: set[asyncio.Task] = set()  # killed processes being reaped; awaited on close
@@ -228,7 +229,7 @@ class ReplPool:
                 return e.result
             except _Stale:
                 stale += 1
-                if stale > 4 + 2 * len(self._workers):
+                if stale > 4 + 4 * len(self._workers):
                     return EnvFailure("the Lean workers kept restarting under this request")
             except ReplTimeout as e:
                 return Timeout(e.seconds)
@@ -263,6 +264,7 @@ class ReplPool:
             handle.worker, handle.generation, payload, self.options.tactic_timeout_s
         )
         out = self._settle(handle.worker, tactic_outcome(resp))
+        self._maybe_recycle(handle.worker, handle.generation)
         path = (*state.tactics, tactic)
         if isinstance(out, Opened):
             new = _Handle(handle.theorem, handle.worker, handle.generation, out.proof_state)
@@ -378,6 +380,7 @@ class ReplPool:
                 axioms,
                 native,
             )
+        self._maybe_recycle(w, generation)
         listed = ", ".join(axioms) if axioms else "none"
         return Verdict(
             True,
@@ -406,14 +409,20 @@ class ReplPool:
         deadline = time.monotonic() + self.options.start_timeout_s
         while True:
             ready = [w for w in self._workers if w.ready]
-            if ready:
+            # At start-up, wait for every first boot: states stay where they are made, so
+            # the first worker up would otherwise keep every initial search for good.
+            booting = not self._all_booted and any(not (w.ready or w.broken) for w in self._workers)
+            if ready and (not booting or time.monotonic() >= deadline):
+                self._all_booted = True
                 self._turn += 1
                 n = len(self._workers)
                 return min(ready, key=lambda w: (w.pending, (w.index - self._turn) % n))
             if all(w.broken for w in self._workers):
                 raise _NoWorkers(f"no Lean worker could start: {self._workers[0].broken}")
+            if self._closed:
+                raise _NoWorkers("the Lean pool is closed")
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._closed:
+            if remaining <= 0:
                 raise _NoWorkers(
                     f"no Lean worker became ready within {self.options.start_timeout_s:g} s"
                 )
@@ -440,10 +449,8 @@ class ReplPool:
                     if not booting:
                         self._retire(w, str(e))
                     raise
-                self.stats["requests"] += 1
+                self.stats["boot_requests" if booting else "requests"] += 1
                 w.commands += 1
-                if not booting:
-                    self._maybe_recycle(w)
                 return resp
         finally:
             w.pending -= 1
@@ -481,12 +488,18 @@ class ReplPool:
                 raise
         return await asyncio.shield(future)
 
-    def _maybe_recycle(self, w: _Worker) -> None:
+    def _maybe_recycle(self, w: _Worker, generation: int) -> None:
+        """Retire a worker past its command or memory budget. Checked only after a search's
+        own tactic or a verification, never inside a rebuild, so that a small budget slows
+        searches down but cannot starve them."""
         opts = self.options
+        if w.generation != generation or not w.ready:
+            return
         if w.commands >= opts.max_commands_per_worker:
             self.stats["recycled_commands"] += 1
             self._retire(w, f"recycled after {w.commands} commands")
-        elif opts.max_worker_rss_mb and w.commands % opts.rss_check_every == 0:
+        elif opts.max_worker_rss_mb and w.commands >= w.rss_checked_at + opts.rss_check_every:
+            w.rss_checked_at = w.commands
             rss_mb = w.proc.rss_bytes() / 2**20
             if rss_mb > opts.max_worker_rss_mb:
                 self.stats["recycled_memory"] += 1
@@ -496,7 +509,7 @@ class ReplPool:
         """Kill the worker's process now and boot a fresh one in the background."""
         w.generation += 1
         w.ready = False
-        w.commands = 0
+        w.commands = w.rss_checked_at = 0
         w.envs = {}
         w.lock = asyncio.Lock()
         old, w.proc = w.proc, None
@@ -507,6 +520,16 @@ class ReplPool:
         self._notify()
         if not self._closed:
             self._boot_in_background(w)
+
+    async def _warm_up(self, w: _Worker, generation: int) -> None:
+        """Import the recent headers; with none, send an empty command, so that a worker is
+        ready only once its process answers."""
+        headers = [h for h in self._recent_headers if h.strip()]
+        for header in headers:
+            with contextlib.suppress(_Failed):
+                await self._header_env(w, generation, header, booting=True)
+        if not headers:
+            await self._call(w, generation, {"cmd": ""}, self.options.start_timeout_s, True)
 
     def _boot_in_background(self, w: _Worker) -> None:
         self._spawn_task(self._boot(w, w.generation), self._boots)
@@ -528,9 +551,7 @@ class ReplPool:
             try:
                 await proc.spawn()
                 w.proc = proc
-                for header in list(self._recent_headers):
-                    with contextlib.suppress(_Failed):
-                        await self._header_env(w, generation, header, booting=True)
+                await self._warm_up(w, generation)
             except asyncio.CancelledError:
                 await proc.close()
                 raise

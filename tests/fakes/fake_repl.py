@@ -160,7 +160,7 @@ class Session:
     def answer(self, request: dict) -> dict:
         if request.get("fake") == "reset":
             self.reset()
-            return {"fake": "ok"}
+            return {"message": "fake REPL: reset"}
         env, ps = request.get("env"), request.get("proofState")
         if env is not None and not (isinstance(env, int) and 0 <= env < len(self.env_keys)):
             return {"message": "Unknown environment."}
