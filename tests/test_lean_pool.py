@@ -266,7 +266,7 @@ def test_workers_are_recycled_after_n_commands():
 
 def test_workers_are_recycled_when_memory_grows():
     async def main():
-        pool = make_pool("--grow-mb", "8", workers=2, max_worker_rss_mb=60, rss_check_every=1)
+        pool = make_pool("--grow-mb", "16", workers=2, max_worker_rss_mb=60, rss_check_every=1)
         try:
             return await walk(pool), pool.stats.copy()
         finally:

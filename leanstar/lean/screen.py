@@ -22,7 +22,9 @@ statement, which also catch what no word list can.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # ---------------------------------------------------------------- what is banned, and why
 
@@ -123,12 +125,17 @@ class Finding:
         )
 
 
-@dataclass(frozen=True)
-class Token:
-    kind: str  # "ident" | "hash" | "symbol"
+class Token(NamedTuple):
+    kind: str  # "ident" | "hash"
     text: str
     offset: int
-    parts: tuple[str, ...] = ()  # dotted-name parts, guillemets removed
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The parts of a dotted name, guillemets removed (`Lean.«sorryAx»` -> Lean, sorryAx)."""
+        if "." not in self.text and "«" not in self.text:
+            return (self.text,)
+        return tuple(p[1:-1] if p.startswith("«") else p for p in _split_name(self.text))
 
 
 class _Unterminated(ValueError):
@@ -150,8 +157,38 @@ def uses_native(text: str) -> bool:
     return any(_native(t) for t in toks)
 
 
+# A quick pass that needs no lexer. Every banned token or name part is made of ASCII letters,
+# `_`, `?` and `!`, and starts with a letter or `_`. Where Lean reads such a token, the text
+# holds it as a maximal run of `_WORD` (Lean would have glued any neighbouring letter into the
+# same identifier), unless the neighbour belongs to a number literal (`0xa`, `1e5`), which is
+# why a digit followed by a letter sends the text to the lexer. Comments and strings only
+# hide text, never make tokens. So a text with no suspect run, no such digit, and no comment,
+# string, `#` or «name» (which could hide a command or never close) is clean. Most tactics
+# are; the tests check this pass against the lexer on random texts.
+_WORD = re.compile(r"[A-Za-z_][A-Za-z_?!]*")
+_DIGIT_LETTER = re.compile(r"[0-9][A-Za-z_]")
+_SUSPECT = frozenset({*BANNED_TOKENS, *BANNED_NAME_PARTS, *NATIVE_TOKENS, *NATIVE_NAME_PARTS})
+
+
+def _clearly_clean(text: str) -> bool:
+    return (
+        "#" not in text
+        and "/-" not in text
+        and '"' not in text
+        and "«" not in text
+        and _DIGIT_LETTER.search(text) is None
+        and _SUSPECT.isdisjoint(_WORD.findall(text))
+    )
+
+
 @functools.lru_cache(maxsize=65536)
 def _screen(text: str, allow_native: bool) -> Finding | None:
+    if _clearly_clean(text):
+        return None
+    return _screen_tokens(text, allow_native)
+
+
+def _screen_tokens(text: str, allow_native: bool) -> Finding | None:
     try:
         toks = tokens(text)
     except _Unterminated as e:
@@ -193,30 +230,30 @@ def _line_col(text: str, offset: int) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- the lexer
 
-
-def _letter_like(c: str) -> bool:
-    u = ord(c)
-    return (
-        (0x3B1 <= u <= 0x3C9 and u != 0x3BB)  # Greek small letters except λ
-        or (0x391 <= u <= 0x3A9 and u not in (0x3A0, 0x3A3))  # Greek capitals except Π Σ
-        or 0x3CA <= u <= 0x3FB  # Coptic
-        or 0x1F00 <= u <= 0x1FFE  # polytonic Greek
-        or 0x2100 <= u <= 0x214F  # letter-like symbols
-        or 0x1D49C <= u <= 0x1D59F  # script, double-struck, Fraktur
-    )
-
-
-def _subscript(c: str) -> bool:
-    u = ord(c)
-    return 0x2080 <= u <= 0x2089 or 0x2090 <= u <= 0x209C or 0x1D62 <= u <= 0x1D6A
-
-
-def _id_first(c: str) -> bool:
-    return c.isascii() and (c.isalpha() or c == "_") or _letter_like(c)
-
-
-def _id_rest(c: str) -> bool:
-    return (c.isascii() and (c.isalnum() or c in "_'!?")) or _letter_like(c) or _subscript(c)
+# Lean's identifier characters (Lean 4 `isIdFirst` / `isIdRest`): ASCII letters and `_`; Greek
+# except λ Π Σ; Coptic; polytonic Greek; letter-like symbols; script, double-struck and Fraktur
+# letters; after the first: digits, `'`, `!`, `?` and subscripts.
+_FIRST = (
+    "A-Za-z_\u03b1-\u03ba\u03bc-\u03c9\u0391-\u039f\u03a1\u03a2\u03a4-\u03a9\u03ca-\u03fb"
+    "\u1f00-\u1ffe\u2100-\u214f\U0001d49c-\U0001d59f"
+)
+_REST = _FIRST + "0-9'!?\u2080-\u2089\u2090-\u209c\u1d62-\u1d6a"
+_PART = rf"(?:«[^»]*»|[{_FIRST}][{_REST}]*)"
+_NAME = rf"{_PART}(?:\.(?=[{_FIRST}«]){_PART})*"
+_TOKEN = re.compile(
+    rf"""
+    (?P<space>\s+)
+  | (?P<line>--[^\n]*)
+  | (?P<block>/-)
+  | (?P<string>")
+  | (?P<char>'(?:[^\\'\n]|\\[^\n]{{1,9}}?)')
+  | (?P<name>{_NAME})
+  | (?P<hash>\#[{_FIRST}][{_REST}]*)
+  | (?P<number>0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+|[0-9][0-9_]*(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)
+  | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
 
 
 def tokens(text: str) -> list[Token]:
@@ -231,58 +268,52 @@ def tokens(text: str) -> list[Token]:
 def _lex(s: str, i: int, out: list[Token], in_braces: bool) -> int:
     """Lex from `i`; in an interpolation, stop after the `}` that closes it."""
     n, depth = len(s), 0
+    match = _TOKEN.match
     while i < n:
-        c = s[i]
-        if c in " \t\r\n":
-            i += 1
-        elif s.startswith("--", i):
-            end = s.find("\n", i)
-            i = n if end < 0 else end + 1
-        elif s.startswith("/-", i):
+        m = match(s, i)
+        kind = m.lastgroup
+        if kind == "name":
+            text = m.group()
+            if text == "r" and m.end() < n and s[m.end()] in '"#' and _is_raw_start(s, m.end()):
+                i = _raw_string(s, i)
+                continue
+            out.append(Token("ident", text, i))
+        elif kind == "block":
             i = _block_comment(s, i)
-        elif c == '"':
+            continue
+        elif kind == "string":
             i = _string(s, i, out, interpolated=i > 0 and s[i - 1] == "!")
-        elif c == "'" and (end := _char_literal_end(s, i)) is not None:
-            i = end
-        elif _id_first(c) or c == "«":
-            i = _identifier(s, i, out)
-        elif c == "#" and i + 1 < n and (_id_first(s[i + 1])):
-            j = i + 1
-            while j < n and _id_rest(s[j]):
-                j += 1
-            out.append(Token("hash", s[i:j], i))
-            i = j
-        elif c.isdigit():
-            while i < n and (s[i].isalnum() or s[i] in "._"):
-                i += 1
-        else:
+            continue
+        elif kind == "hash":
+            out.append(Token("hash", m.group(), i))
+        elif kind == "other":
+            c = s[i]
+            if c == "«":
+                raise _Unterminated("«escaped name»", i)
             if in_braces and c == "{":
                 depth += 1
             elif in_braces and c == "}":
                 if depth == 0:
                     return i + 1
                 depth -= 1
-            out.append(Token("symbol", c, i))
-            i += 1
+        i = m.end()
     if in_braces:
         raise _Unterminated("string interpolation", i)
     return i
 
 
 def _block_comment(s: str, start: int) -> int:
-    depth, i, n = 0, start, len(s)
-    while i < n:
-        if s.startswith("/-", i):
-            depth += 1
-            i += 2
-        elif s.startswith("-/", i):
-            depth -= 1
-            i += 2
+    depth, i = 0, start
+    while True:
+        opening, closing = s.find("/-", i), s.find("-/", i)
+        if closing < 0:
+            raise _Unterminated("block comment", start)
+        if 0 <= opening < closing:
+            depth, i = depth + 1, opening + 2
+        else:
+            depth, i = depth - 1, closing + 2
             if depth == 0:
                 return i
-        else:
-            i += 1
-    raise _Unterminated("block comment", start)
 
 
 def _string(s: str, start: int, out: list[Token], interpolated: bool) -> int:
@@ -294,7 +325,10 @@ def _string(s: str, start: int, out: list[Token], interpolated: bool) -> int:
         elif c == '"':
             return i + 1
         elif interpolated and c == "{":
-            i = _lex(s, i + 1, out, in_braces=True)
+            try:
+                i = _lex(s, i + 1, out, in_braces=True)
+            except _Unterminated:
+                raise _Unterminated("string literal", start) from None
         else:
             i += 1
     raise _Unterminated("string literal", start)
@@ -313,42 +347,19 @@ def _raw_string(s: str, start: int) -> int:
     return end + 1 + hashes
 
 
-def _char_literal_end(s: str, i: int) -> int | None:
-    """End of a character literal at `i` (`'a'`, `'\\n'`, `'\\x41'`, `'\\u{41}'`), if one is."""
-    if i + 2 < len(s) and s[i + 1] not in "\\'\n" and s[i + 2] == "'":
-        return i + 3
-    if i + 1 < len(s) and s[i + 1] == "\\":
-        end = s.find("'", i + 3)
-        if end > 0 and end - i <= 12 and "\n" not in s[i:end]:
-            return end + 1
-    return None
-
-
-def _identifier(s: str, start: int, out: list[Token]) -> int:
-    i, n = start, len(s)
-    parts: list[str] = []
-    while True:
-        if i < n and s[i] == "«":
-            end = s.find("»", i + 1)
-            if end < 0:
-                raise _Unterminated("«escaped name»", i)
-            parts.append(s[i + 1 : end])
-            i = end + 1
-        else:
-            j = i
-            while j < n and _id_rest(s[j]):
-                j += 1
-            parts.append(s[i:j])
-            i = j
-        if i + 1 < n and s[i] == "." and (_id_first(s[i + 1]) or s[i + 1] == "«"):
-            i += 1
+def _split_name(text: str) -> list[str]:
+    if "«" not in text:
+        return text.split(".")
+    parts, current, quoted = [], "", False
+    for c in text:
+        if c == "." and not quoted:
+            parts.append(current)
+            current = ""
             continue
-        break
-    text = s[start:i]
-    if text == "r" and i < n and s[i] in '"#' and _is_raw_start(s, i):
-        return _raw_string(s, start)
-    out.append(Token("ident", text, start, tuple(parts)))
-    return i
+        quoted = (quoted or c == "«") and c != "»"
+        current += c
+    parts.append(current)
+    return parts
 
 
 def _is_raw_start(s: str, i: int) -> bool:
