@@ -86,7 +86,11 @@ class LeanConfig:
         "(LeanDojo), replay (recorded LeanDojo states, not checked by Lean), auto (repl if "
         "`leanstar lean doctor` finds one, else replay with a one-line notice)",
     )
-    project_dir: str = option("", "Lake project with Mathlib and the REPL built ('' = this repo)")
+    project_dir: str = option(
+        "",
+        "Lake project with Mathlib and the REPL built ('' = this checkout's root if it holds "
+        "lakefile.lean, else the current directory)",
+    )
     repl_path: str = option(
         "", "path to the REPL binary ('' = .lake/packages/REPL/.lake/build/bin/repl)"
     )
@@ -110,7 +114,10 @@ class LeanConfig:
     verify_timeout_s: float = option(
         300.0, "wall-clock limit for the whole-proof check of one proof"
     )
-    memory_limit_mb: int = option(16384, "address-space cap per Lean process (0 = none)")
+    memory_limit_mb: int = option(
+        16384,
+        "address-space cap per Lean process, mmapped Mathlib .olean files included (0 = none)",
+    )
     max_commands_per_worker: int = option(1000, "recycle a worker after this many commands")
     max_worker_rss_mb: int = option(12000, "recycle a worker whose resident memory grows past this")
     allow_native_decide: bool = option(

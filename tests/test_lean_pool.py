@@ -150,6 +150,21 @@ def test_default_header_is_warmed_at_boot():
     assert stats["boot_requests"] == 1 and stats["requests"] == 1  # imported while booting
 
 
+def test_a_header_lean_refuses_fails_fast_and_is_not_resent():
+    broken = Theorem("foo", "theorem foo (x : Nat) : x = x", header="import NoSuchModule")
+
+    async def main():
+        pool = make_pool(workers=1)
+        try:
+            return await pool.start(broken), await pool.start(broken), pool.stats.copy()
+        finally:
+            await pool.close()
+
+    first, second, stats = run(main())
+    assert isinstance(first, EnvFailure) and "header does not elaborate" in first.message
+    assert second == first and stats["requests"] == 1
+
+
 def test_theorem_without_statement_text():
     async def main():
         pool = make_pool(workers=1)

@@ -480,9 +480,10 @@ class ReplPool:
                     raise _Failed(EnvFailure(f"the header does not elaborate: {problem}"))
                 future.set_result(env)
             except BaseException as e:
-                if w.envs.get(key) is future:
+                # A header Lean refuses stays refused on this worker (no re-import per start);
+                # anything else is retried. Waiters retry rather than inherit a cancellation.
+                if not isinstance(e, _Failed) and w.envs.get(key) is future:
                     del w.envs[key]
-                # Waiters retry on a stale worker rather than inherit a cancellation.
                 future.set_exception(_Stale() if isinstance(e, asyncio.CancelledError) else e)
                 future.exception()  # marks it retrieved; waiters re-raise it themselves
                 raise
