@@ -100,9 +100,10 @@ class LeanConfig:
         "('' = `lake env <repl_path>` in project_dir); e.g. a REPL built elsewhere",
     )
     header: str = option(
-        "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
+        "import Mathlib\n\nset_option maxHeartbeats 400000\n\n"
         "open BigOperators Real Nat Topology Rat\n",
-        "default header (imports, options, opens) for theorems that bring none",
+        "default header (imports, options, opens) for theorems that bring none (its imports "
+        "match miniF2F's, so both share one import per Lean process)",
     )
     num_workers: int = option(0, "Lean processes in the pool (0 = CPU cores less one)")
     tactic_timeout_s: float = option(

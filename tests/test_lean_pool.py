@@ -15,7 +15,7 @@ import pytest
 from fakes import V433, fake_repl_argv
 
 from leanstar.lean.env import EnvFailure, LeanError, ProofFinished, ProofState, Timeout
-from leanstar.lean.pool import Launch, PoolOptions, ReplPool
+from leanstar.lean.pool import Launch, PoolOptions, ReplPool, split_header
 from leanstar.records import Theorem
 
 COMPLEX_AND = Theorem(
@@ -133,6 +133,33 @@ def test_header_is_imported_once_per_worker_and_reused():
     assert first[2].goals.startswith("case succ")
     assert isinstance(second, ProofState)
     assert requests == 1 + 1 + 2 + 1  # import once, statement, two tactics, statement again
+
+
+def test_split_header():
+    minif2f = "import Mathlib\n\nset_option maxHeartbeats 0\n\nopen BigOperators Real\n\n"
+    assert split_header(minif2f) == (
+        "import Mathlib",
+        "set_option maxHeartbeats 0\n\nopen BigOperators Real",
+    )
+    assert split_header("import Mathlib\nimport Aesop") == ("import Mathlib\nimport Aesop", "")
+    assert split_header("open Nat") == ("", "open Nat") and split_header("  ") == ("", "")
+
+
+def test_headers_that_share_imports_share_the_import():
+    nat = Theorem("a", "theorem a : True", header="import Mathlib\n\nopen Nat\n")
+    real = Theorem("b", "theorem b : True", header="import Mathlib\nopen Real")
+
+    async def main():
+        pool = make_pool("--synthetic", workers=1, transcripts=())
+        try:
+            for theorem in (nat, real, nat):
+                assert isinstance(await pool.start(theorem), ProofState)
+            return pool.stats["requests"]
+        finally:
+            await pool.close()
+
+    # import Mathlib, open Nat, a, open Real, b, a again
+    assert run(main()) == 6
 
 
 def test_default_header_is_warmed_at_boot():
@@ -333,7 +360,7 @@ DRIVER = textwrap.dedent(
     import asyncio, json, sys
     sys.path.insert(0, {tests!r})
     from fakes import fake_repl_argv
-    from leanstar.lean.pool import Launch, PoolOptions, ReplPool
+    from leanstar.lean.pool import Launch, PoolOptions, ReplPool, split_header
     from leanstar.records import Theorem
 
     async def main():
@@ -360,7 +387,7 @@ DRIVER = textwrap.dedent(
 def _start_driver(tmp_path):
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(tests=os.path.dirname(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )

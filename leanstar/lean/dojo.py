@@ -273,6 +273,8 @@ class DojoEnv:
                     f"rebuilding a lost state: tactic {i + 1} of its path now gives {_describe(current)}"
                 )
         self._replays[(handle.theorem, state.tactics)] = current.handle
+        while len(self._replays) > 8192:  # oldest first (dicts keep insertion order)
+            del self._replays[next(iter(self._replays))]
         return current.handle
 
     def _state(self, theorem: Theorem, session: _Session, ts: Any, path: tuple[str, ...]):

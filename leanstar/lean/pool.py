@@ -7,7 +7,8 @@
 - A REPL proof state lives in the process that made it, so a `ProofState` remembers its worker
   and that worker's generation. Each worker runs one request at a time (its own lock).
 - `start` goes to the least-loaded ready worker. The header is imported once per worker and
-  its environment reused for every theorem with that header.
+  its environment reused for every theorem (imports and the rest of the header are cached
+  apart, so headers that differ only after their imports share the expensive part).
 - A worker whose request times out, whose process dies or prints garbage, or that answers
   "Unknown proof state." is retired: its process group is killed, its generation goes up, and
   a fresh process boots in the background (re-importing the most recent headers) while the
@@ -134,6 +135,16 @@ class _Handle:
 
     def valid(self) -> bool:
         return self.worker.ready and self.worker.generation == self.generation
+
+
+def split_header(header: str) -> tuple[str, str]:
+    """(the leading `import` lines, the rest), each stripped."""
+    lines = header.strip().splitlines()
+    n = 0
+    while n < len(lines) and (lines[n].startswith("import ") or not lines[n].strip()):
+        n += 1
+    imports = "\n".join(line.strip() for line in lines[:n] if line.strip())
+    return imports, "\n".join(lines[n:]).strip()
 
 
 class ReplPool:
@@ -339,56 +350,49 @@ class ReplPool:
         generation = w.generation
         header = theorem.header or self.options.default_header
         env = await self._header_env(w, generation, header)
-        opts = self.options
 
-        async def command(text: str, env_id: int | None, timeout: float):
+        async def command(text: str, env_id: int | None, timeout: float | None = None):
             payload: dict[str, Any] = {"cmd": text}
             if env_id is not None:
                 payload["env"] = env_id
-            return await self._call(w, generation, payload, timeout)
+            return await self._call(
+                w, generation, payload, timeout or self.options.tactic_timeout_s
+            )
 
+        try:
+            return await self._judge(theorem, body, name, header, env, command)
+        finally:
+            self._maybe_recycle(w, generation)
+
+    async def _judge(self, theorem, body, name, header, env, command) -> Verdict:
+        """The checks of `leanstar.lean.verifier`, in order; the first that fails decides."""
         proof = await command(
-            verifier.proof_command(theorem.statement, body), env, opts.verify_timeout_s
+            verifier.proof_command(theorem.statement, body), env, self.options.verify_timeout_s
         )
         problem = verifier.judge_compile(proof)
         if problem is not None:
             return Verdict(False, problem, self.label)
         try:
-            axioms = verifier.parse_axioms(
-                await command(verifier.axioms_command(name), proof.env, opts.tactic_timeout_s)
-            )
+            axioms = verifier.parse_axioms(await command(verifier.axioms_command(name), proof.env))
             native = any(verifier.is_native_axiom(a) for a in axioms)
-            problem = verifier.judge_axioms(axioms, opts.allow_native_decide)
+            problem = verifier.judge_axioms(axioms, self.options.allow_native_decide)
             if problem is not None:
                 return Verdict(False, problem, self.label, axioms, native)
-            proved = verifier.parse_type(
-                await command(verifier.type_command(name), proof.env, opts.tactic_timeout_s)
-            )
+            proved = verifier.parse_type(await command(verifier.type_command(name), proof.env))
             key = (header, theorem.statement)
             if key not in self._reference_types:
-                ref = await command(
-                    verifier.reference_command(theorem.statement, name), env, opts.tactic_timeout_s
-                )
+                ref = await command(verifier.reference_command(theorem.statement, name), env)
                 self._reference_types[key] = verifier.parse_type(ref)
         except verifier.VerifyError as e:
             return Verdict(False, str(e), self.label)
         if proved != self._reference_types[key]:
-            return Verdict(
-                False,
-                f"the statement's elaborated type changed: {proved[:300]!r}",
-                self.label,
-                axioms,
-                native,
-            )
-        self._maybe_recycle(w, generation)
+            changed = f"the statement's elaborated type changed: {proved[:300]!r}"
+            return Verdict(False, changed, self.label, axioms, native)
         listed = ", ".join(axioms) if axioms else "none"
-        return Verdict(
-            True,
-            f"checked by {self.label}: no errors, no sorry, statement unchanged, axioms: {listed}",
-            self.label,
-            axioms,
-            native,
+        reason = (
+            f"checked by {self.label}: no errors, no sorry, statement unchanged, axioms: {listed}"
         )
+        return Verdict(True, reason, self.label, axioms, native)
 
     # ------------------------------------------------------------ workers
 
@@ -457,16 +461,22 @@ class ReplPool:
 
     async def _header_env(self, w: _Worker, generation: int, header: str, booting: bool = False):
         """The worker's environment for `header`, made once per worker (None: no header, so
-        each statement gets a fresh environment). The header goes as one command: imports
-        are allowed only in a command with no `env`."""
-        text = header.strip()
-        if not text:
+        each statement gets a fresh environment). Imports go first, alone (the REPL allows
+        them only in a command with no `env`); the rest of the header runs in the imports'
+        environment. Both are cached apart, so headers that share imports share the import."""
+        imports, rest = split_header(header)
+        if not imports and not rest:
             return None
         if header not in self._recent_headers:
             self._recent_headers = [header, *self._recent_headers][:2]
-        return await self._cached_env(
-            w, generation, text, {"cmd": text}, self.options.start_timeout_s, booting
-        )
+        timeout = self.options.start_timeout_s
+        env = None
+        if imports:
+            env = await self._cached_env(w, generation, imports, {"cmd": imports}, timeout, booting)
+        if rest:
+            payload: dict[str, Any] = {"cmd": rest} if env is None else {"cmd": rest, "env": env}
+            env = await self._cached_env(w, generation, (imports, rest), payload, timeout, booting)
+        return env
 
     async def _cached_env(self, w, generation, key, payload, timeout, booting) -> int:
         future = w.envs.get(key)
@@ -556,8 +566,12 @@ class ReplPool:
             except asyncio.CancelledError:
                 await proc.close()
                 raise
-            except (ReplError, _Stale) as e:
+            except Exception as e:
                 await proc.close()
+                if not isinstance(e, (ReplError, _Stale)):  # a bug: say so, do not retry it
+                    w.broken = f"internal error while starting: {e!r}"
+                    self._notify()
+                    raise
                 if w.generation != generation:
                     return  # retired meanwhile; a newer boot owns the worker
                 w.proc = None
