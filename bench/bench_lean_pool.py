@@ -4,6 +4,8 @@
 
 Measured side by side in one run, on this machine:
   raw       one `ReplProcess`, requests one after another: the floor (fake REPL + pipes)
+  raw+spin  the same, spinning per call as long as the pool's own work takes: on a busy
+            machine, client-side work costs more than itself (the woken process waits)
   pool x1   the pool with 1 worker, one search after another: raw + the pool's own work
   pool x1   1 worker, many concurrent searches
   pool xN   N workers, many concurrent searches (throughput)
@@ -43,13 +45,18 @@ def tactic(i: int) -> str:
     return f"nlinarith [sq_nonneg (a - b + {i}), sq_nonneg (a + b), mul_pos ha hb, h₀ {i}]"
 
 
-async def raw(calls: int) -> float:
+async def raw(calls: int, busy_us: float = 0.0) -> float:
+    """A bare client; `busy_us` of spinning per call stands in for the pool's own work, to
+    show what that much client-side work costs on this machine beyond itself."""
     proc = ReplProcess(FAKE)
     await proc.spawn()
     first = await proc.request({"cmd": "theorem t : True := by sorry"}, 10)
     root = ps = first.sorries[0].proof_state
     t0 = time.perf_counter()
     for i in range(calls):
+        spin_until = time.perf_counter() + busy_us * 1e-6
+        while time.perf_counter() < spin_until:
+            pass
         resp = await proc.request({"tactic": tactic(i), "proofState": ps}, 10)
         ps = root if (i + 1) % DEPTH == 0 else resp.proof_state  # paths as deep as the pool's
     elapsed = time.perf_counter() - t0
@@ -151,10 +158,15 @@ async def main(args: argparse.Namespace) -> None:
         """The fastest of `repeat` runs (the machine is shared; noise only slows things)."""
         return min([await make() for _ in range(repeat)])
 
+    in_proc = [await in_process(calls) for _ in range(repeat)]
+    t_pool_mem, t_stub = min(t for t, _ in in_proc), min(t for _, t in in_proc)
+    own_us = (t_pool_mem - t_stub) / calls * 1e6
     t_raw = await best(lambda: raw(calls))
+    t_busy = await best(lambda: raw(calls, own_us))
     t_seq = await best(lambda: pooled(1, 1))
     rows = [
         ("raw ReplProcess, sequential", 1, 1, t_raw),
+        (f"raw + {own_us:.0f} µs spin per call", 1, 1, t_busy),
         ("pool, one search at a time", 1, 1, t_seq),
         (
             "pool, concurrent searches",
@@ -169,8 +181,6 @@ async def main(args: argparse.Namespace) -> None:
             await best(lambda: pooled(n, args.searches)),
         ),
     ]
-    in_proc = [await in_process(calls) for _ in range(repeat)]
-    t_pool_mem, t_stub = min(t for t, _ in in_proc), min(t for _, t in in_proc)
     rows.append(("pool over an in-process stand-in", 1, 1, t_pool_mem))
 
     print(f"machine: {machine()}")
@@ -185,11 +195,14 @@ async def main(args: argparse.Namespace) -> None:
             f"{elapsed / calls * 1e6:>9.1f}"
         )
     over_ipc = (t_seq - t_raw) / calls * 1e6
-    over_mem = (t_pool_mem - t_stub) / calls * 1e6
-    print(f"\npool overhead per call over the raw client: {over_ipc:.1f} µs (pool x1 − raw)")
-    print(f"pool's Python-side work per call, no IPC:    {over_mem:.1f} µs (in-proc − stand-in)")
-    best = max(calls / e for _, _, _, e in rows[:4])
-    print(f"ratio pool xN / raw: {calls / rows[3][3] / (calls / t_raw):.2f}; best {best:,.0f}/s")
+    print(f"\npool's own Python work per call (in-proc − stand-in): {own_us:.1f} µs")
+    print(f"pool x1 − raw, through real pipes:                  {over_ipc:.1f} µs")
+    print(
+        f"raw + {own_us:.0f} µs spin − raw:                           "
+        f"{(t_busy - t_raw) / calls * 1e6:.1f} µs (what that much client work costs here)"
+    )
+    xn = calls / rows[4][3]
+    print(f"pool x{n} throughput: {xn:,.0f} round-trips/s ({xn / (calls / t_raw):.2f} of raw)")
 
 
 if __name__ == "__main__":
