@@ -108,16 +108,16 @@ class InProcessRepl:
 
 async def in_process(calls: int) -> tuple[float, float]:
     """(pool time, the stand-in's own time) for `calls` sequential tactics."""
-    import leanstar.lean.pool as pool_module
+    import leanstar.lean.workers as workers_module
 
-    saved = pool_module.ReplProcess
-    pool_module.ReplProcess = InProcessRepl
+    saved = workers_module.ReplProcess
+    workers_module.ReplProcess = InProcessRepl
     try:
         pool = ReplPool(Launch(("in-process",)), PoolOptions(num_workers=1))
         elapsed = await through_pool(pool, calls, 1)
         await pool.close()
     finally:
-        pool_module.ReplProcess = saved
+        workers_module.ReplProcess = saved
     repl = InProcessRepl()
     first = await repl.request({"cmd": "theorem t : True := by sorry"}, 0)
     root = ps = first.sorries[0].proof_state
