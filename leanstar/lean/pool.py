@@ -212,7 +212,7 @@ class ReplPool:
         """A valid handle for `state`, made by replaying its tactic path on a ready worker."""
         theorem = state.handle.theorem
         tactics = state.tactics
-        done, handle = 0, None
+        done, handle, goals = 0, None, None
         for k in range(len(tactics), -1, -1):
             cached = self._rebuilt.get((theorem, tactics[:k]))
             if cached is not None and cached.valid():
@@ -225,9 +225,8 @@ class ReplPool:
                 raise Failed(
                     EnvFailure(f"rebuilding a lost state: start failed: {_describe(start)}")
                 )
-            handle = start.handle
+            handle, goals = start.handle, start.goals
             self._remember((theorem, ()), handle)
-        goals = None
         for i in range(done, len(tactics)):
             payload = {"tactic": tactics[i], "proofState": handle.proof_state}
             resp = await self.workers.call(

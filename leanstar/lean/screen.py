@@ -110,7 +110,7 @@ NATIVE_NAME_PARTS = frozenset({"ofReduceBool", "ofReduceNat", "trustCompiler"})
 
 @dataclass(frozen=True)
 class Finding:
-    """Why the screen rejected a text: the rule, the offending token and where it is (1-based)."""
+    """Why the screen rejected a text: the offending token, where it is (1-based), and why."""
 
     token: str
     line: int
