@@ -29,6 +29,7 @@ from leanstar.traces.ledger import (
     Ledger,
     quantile,
 )
+from leanstar.traces.session import command
 from leanstar.traces.summary import html_table
 
 
@@ -304,6 +305,7 @@ def print_comparison(c: Comparison, console: Any, names_limit: int = 20) -> None
         console.print(t)
 
 
+@command
 def main(cfg: Any) -> int:
     from rich.console import Console
 

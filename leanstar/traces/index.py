@@ -177,7 +177,7 @@ class TraceIndex:
             "rounds": rounds,
             "splits": splits,
             "theorems": q("SELECT COUNT(*) FROM theorems").fetchone()[0],
-            "trajectories": q("SELECT COUNT(*) FROM trajectories").fetchone()[0],
+            "trajectories": q("SELECT COALESCE(SUM(n), 0) FROM outcomes").fetchone()[0],
             "checkers": checkers,
             "replay_label": REPLAY_LABEL,
             "files": files,
@@ -483,6 +483,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     except sqlite3.OperationalError as e:
         raise OSError(f"{path}: cannot open the trace index ({e}); pass --index PATH") from None
     db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA mmap_size=268435456")  # reads straight from the page cache
     with _schema_lock:
         have = db.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone()
         if have:

@@ -15,6 +15,7 @@ from leanstar.traces.compare import rounds_html
 from leanstar.traces.digest import digest, tokenize
 from leanstar.traces.index import TheoremQuery, TraceIndex
 from leanstar.traces.ledger import Ledger
+from leanstar.traces.session import command
 from leanstar.traces.summary import checker_counts, summary_html
 
 
@@ -113,6 +114,7 @@ def _too_large(index: TraceIndex, limit: int) -> str:
     )
 
 
+@command
 def main(cfg: Any) -> int:
     from rich.console import Console
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import threading
 import time
+from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from leanstar.traces.compare import rounds_html
 from leanstar.traces.index import IndexBusy, TheoremQuery, TraceIndex, default_index_path
 from leanstar.traces.page import viewer_page
+from leanstar.traces.session import command
 from leanstar.traces.summary import summary_html
 
 HOST = "127.0.0.1"
@@ -32,7 +35,7 @@ class TraceServer(ThreadingHTTPServer):
 
     def __init__(self, run_dir: Path, index_path: Path, port: int, refresh_s: float) -> None:
         self.run_dir, self.index_path = run_dir, index_path
-        self.local = threading.local()
+        self.pool: queue.SimpleQueue[TraceIndex] = queue.SimpleQueue()
         self.cache: dict[str, tuple[int, Any]] = {}
         self.cache_lock = threading.Lock()
         self.stop = threading.Event()
@@ -47,15 +50,20 @@ class TraceServer(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://{HOST}:{self.server_address[1]}/"
 
-    def index(self) -> TraceIndex:
-        """This thread's connection to the index."""
-        if getattr(self.local, "index", None) is None:
-            self.local.index = TraceIndex(self.run_dir, self.index_path)
-        return self.local.index
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[TraceIndex]:
+        """A connection to the index from the pool (kept open: SQLite's cache stays warm)."""
+        try:
+            index = self.pool.get_nowait()
+        except queue.Empty:
+            index = TraceIndex(self.run_dir, self.index_path)
+        try:
+            yield index
+        finally:
+            self.pool.put(index)
 
-    def cached(self, key: str, build) -> Any:
+    def cached(self, index: TraceIndex, key: str, build) -> Any:
         """`build(index)`, reused until the index changes."""
-        index = self.index()
         version = index.meta_version()
         with self.cache_lock:
             hit = self.cache.get(key)
@@ -79,6 +87,8 @@ class TraceServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         self.stop.set()
         super().server_close()
+        while not self.pool.empty():
+            self.pool.get_nowait().close()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -96,7 +106,8 @@ class Handler(BaseHTTPRequestHandler):
         if route is None:
             return self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
         try:
-            body = route(self.server, params)
+            with self.server.connection() as index:
+                body = route(self.server, index, params)
         except (KeyError, ValueError) as e:
             return self._json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
         if body is None:
@@ -124,7 +135,7 @@ class Handler(BaseHTTPRequestHandler):
         pass  # one line per request would drown the terminal
 
 
-def _theorems(server: TraceServer, p: dict[str, str]) -> dict[str, Any]:
+def _theorems(server: TraceServer, index: TraceIndex, p: dict[str, str]) -> dict[str, Any]:
     query = TheoremQuery(
         rounds=[int(p["round"])] if p.get("round", "") != "" else None,
         split=p.get("split", ""),
@@ -134,17 +145,21 @@ def _theorems(server: TraceServer, p: dict[str, str]) -> dict[str, Any]:
         page=int(p.get("page", 1)),
         per_page=int(p.get("per_page", 50)),
     )
-    return server.index().theorem_page(query)
+    return index.theorem_page(query)
 
 
 ROUTES = {
-    "/api/meta": lambda s, p: s.index().meta(),
+    "/api/meta": lambda s, i, p: i.meta(),
     "/api/theorems": _theorems,
-    "/api/theorem": lambda s, p: s.index().theorem(p["name"], p.get("q", "")),
-    "/api/trajectory": lambda s, p: s.index().trajectory(int(p["tid"])),
-    "/api/proofs": lambda s, p: s.index().proofs(p["name"]),
-    "/api/summary": lambda s, p: {"html": s.cached("summary", lambda i: summary_html(i.ledger()))},
-    "/api/rounds": lambda s, p: {"html": s.cached("rounds", lambda i: rounds_html(i.ledger()))},
+    "/api/theorem": lambda s, i, p: i.theorem(p["name"], p.get("q", "")),
+    "/api/trajectory": lambda s, i, p: i.trajectory(int(p["tid"])),
+    "/api/proofs": lambda s, i, p: i.proofs(p["name"]),
+    "/api/summary": lambda s, i, p: {
+        "html": s.cached(i, "summary", lambda x: summary_html(x.ledger()))
+    },
+    "/api/rounds": lambda s, i, p: {
+        "html": s.cached(i, "rounds", lambda x: rounds_html(x.ledger()))
+    },
 }
 
 
@@ -159,6 +174,7 @@ def start_server(
     return server
 
 
+@command
 def main(cfg: Any) -> int:
     from rich.console import Console
 

@@ -17,12 +17,14 @@ from rich.text import Text
 
 from leanstar.records import REPLAY_LABEL
 from leanstar.traces.index import TheoremQuery, TraceIndex
+from leanstar.traces.session import command
 from leanstar.traces.summary import checker_counts, round_table
 
 ADVANCING = ("proof_state", "proof_finished")
 STATUS_STYLE = {"proved": "green", "failed": "red", "rejected": "yellow", "error": "magenta"}
 
 
+@command
 def main(cfg: Any) -> int:
     from leanstar.traces.session import open_index
 
@@ -65,6 +67,8 @@ def show_summary(index: TraceIndex, console: Console, limit: int) -> None:
     console.rule(
         Text(f"{meta['name']}: {meta['theorems']:,} theorems, {meta['trajectories']:,} attempts")
     )
+    if not meta["theorems"]:
+        return
     for label, n in checker_counts(led).most_common():
         style = "magenta" if label == REPLAY_LABEL else "green"
         console.print(Text(f"{n:,} attempts checked by {label}", style))
@@ -229,7 +233,11 @@ def _depth_view(group: list[dict[str, Any]]) -> Panel:
         if s.get("logprob") is not None:
             timing += f" · log-prob {s['logprob']:.2f}"
         body.append(Text(timing, "dim"))
-    extra = f" · {len(group) - 1} resampled before" if len(group) > 1 else ""
+    n, ok = len(group), group[-1]["outcome"] in ADVANCING
+    if ok:
+        extra = f" · {n - 1} failed tactic{'s' * (n > 2)} resampled before it" if n > 1 else ""
+    else:
+        extra = f" · {n} tactic{'s' * (n > 1)} failed here; the attempt stopped"
     return Panel(Group(*body), title=f"step {group[0]['depth'] + 1}{extra}", title_align="left")
 
 

@@ -1,7 +1,7 @@
 /* leanstar trace viewer.
  *
- * One page for both ways of opening a run: `leanstar traces report` embeds the data in a
- * <script id="leanstar-data"> element and every query runs here (localApi); `leanstar traces
+ * One page for both ways of opening a run: `leanstar traces report` embeds the data in a JSON
+ * script element (id "leanstar-data") and every query runs here (localApi); `leanstar traces
  * serve` leaves it out and the same queries go to /api/* on 127.0.0.1 (remoteApi). Both APIs
  * answer with the same shapes, so the views below do not know which one they talk to.
  * Record text is only ever put into the page with textContent (never parsed as HTML); the
@@ -103,7 +103,7 @@ function localApi(data) {
     const best = chosen.map((c) => c.best_len).filter((b) => b !== null);
     const sum = (k) => chosen.reduce((a, c) => a + c[k], 0);
     return {
-      name: t.name, split: t.split, goal: (t.goal || "").slice(0, 400), rounds: t.rounds,
+      name: t.name, split: t.split, goal: Array.from(t.goal || "").slice(0, 400).join(""), rounds: t.rounds,
       attempts: sum("attempts"), proved: sum("proved"), proved_replay: sum("proved_replay"),
       steps: sum("steps"), best_len: best.length ? Math.min(...best) : null,
     };
@@ -312,12 +312,12 @@ async function showTheorem(name, params, seq) {
     el("div", { class: "chips" }, Object.entries(t.rounds).map(([r, c]) =>
       el("span", { class: "chip" }, `round ${r}: `, roundCell(c)))));
   const proofsBox = el("div", { id: "proofs" });
-  const select = (label, value, options, key) => el("label", {}, label, el("select", { onchange: (e) => go({ [key]: e.target.value, tid: "" }) },
+  const select = (label, value, options, key) => el("label", {}, label, el("select", { name: `attempt_${key}`, onchange: (e) => go({ [key]: e.target.value, tid: "" }) },
     options.map(([v, l]) => el("option", { value: v, selected: String(v) === value ? "" : null, text: l }))));
   const attemptFilters = el("div", { class: "filters" },
     select("round", roundFilter, [["", "all rounds"], ...Object.keys(t.rounds).map((r) => [r, `round ${r}`])], "round"),
     select("outcome", outcomeFilter, [["", "any outcome"], ["proved", "proved"], ["failed", "failed"], ["rejected", "rejected"], ["error", "error"]], "outcome"),
-    text ? el("span", { class: "muted small" }, el("span", { class: "match-dot", text: "● " }), `${matches.size} attempts contain “${text}”`) : null);
+    text ? el("span", { class: "muted small" }, el("span", { class: "match-dot", text: "● " }), `${plural(matches.size, "attempt")} containing “${text}”`) : null);
   const rows = shown.map((a) => el("tr", { class: a.tid === tid ? "selected" : null, "data-tid": a.tid, onclick: () => go({ tid: a.tid }) },
     el("td", {}, matches.has(a.tid) ? el("span", { class: "match-dot", title: `contains “${text}”`, text: "●" }) : ""),
     el("td", { class: "num", text: a.round }), el("td", { class: "num", text: a.attempt }),
@@ -392,10 +392,18 @@ function renderTrajectory(t, text) {
     if (g && g.depth === s.depth) g.steps.push(s); else groups.push({ depth: s.depth, steps: [s] });
   }
   const body = groups.map((g) => el("div", { class: "depth" },
-    el("div", { class: "depth-title", text: `step ${g.depth + 1}${g.steps.length > 1 ? ` · ${g.steps.length - 1} resampled before` : ""}` }),
+    el("div", { class: "depth-title", text: depthTitle(g) }),
     el("pre", { class: "state", text: g.steps[0].state }),
     g.steps.map((s, i) => renderStep(s, i, g, wanted))));
   return el("div", { class: "trajectory", "data-tid": t.tid }, head, proof, body.length ? body : el("p", { class: "muted", text: "No steps." }));
+}
+
+function advancing(s) { return s.outcome === "proof_state" || s.outcome === "proof_finished"; }
+
+function depthTitle(g) {
+  const n = g.steps.length, ok = advancing(g.steps[n - 1]);
+  if (ok) return `step ${g.depth + 1}${n > 1 ? ` · ${plural(n - 1, "failed tactic")} resampled before it` : ""}`;
+  return `step ${g.depth + 1} · ${plural(n, "tactic")} failed here; the attempt stopped`;
 }
 
 function renderStep(s, i, group, wanted) {
