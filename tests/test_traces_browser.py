@@ -114,6 +114,9 @@ def exercise(b: Browser, url: str, run, shots) -> None:
 
         b.act(lambda: b.one('header nav a[href="#/summary"]').click())
         assert len(b.all(".fragment svg")) == 7 and REPLAY_LABEL in b.text(".fragment")
+        files = index.meta()["files"]
+        assert len(b.all("#files tbody tr")) == len(files) == 7  # theorems + 3 x 2 per round
+        assert "steps kept for training" in b.text("#files")
         b.screenshot(shots / "summary.png")
         b.act(lambda: b.one('header nav a[href="#/rounds"]').click())
         assert "round 1 → round 2" in b.text(".fragment")

@@ -9,6 +9,7 @@ themselves, by code independent of the index.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -455,3 +456,20 @@ def test_index_lives_where_asked(tmp_path):
         index.update()
     assert elsewhere.exists() and not (run / "traces-index.sqlite").exists()
     shutil.rmtree(run)
+
+
+def test_bar_chart_geometry_and_values():
+    from leanstar.traces.plots import bar_chart, nice_ceiling
+
+    assert [nice_ceiling(x) for x in (0, 3, 7, 31, 100, 0.3)] == [4, 4, 8, 40, 100, 0.4]
+    svg = bar_chart("t", ["a", "b", "c"], [("", [31, 2, 0])], note="n")
+    bars = [
+        tuple(map(float, m))
+        for m in re.findall(r'<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)"', svg)
+    ]
+    assert len(bars) == 3
+    baselines = {round(y + h, 1) for y, h in bars}
+    assert len(baselines) == 1  # every bar stands on the axis
+    (y31, h31), (_, h2), _ = bars
+    assert y31 >= 38 and h31 / h2 == pytest.approx(31 / 2)  # below the title, to scale
+    assert "a: 31" in svg and "<title>" in svg

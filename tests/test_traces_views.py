@@ -50,6 +50,7 @@ def test_show_summary_lists_rounds_and_labels_replay(run, capsys):
     assert "Per round" in out and "Theorems (first 5 of 30)" in out
     assert f"attempts checked by {REPLAY_LABEL}" in out
     assert "(replay)" in out and REPLAY_LABEL in out
+    assert "Record files" in out and "round-1/proofs.jsonl" in out
 
 
 def test_show_theorem_step_by_step(run, capsys):

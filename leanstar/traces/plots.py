@@ -7,6 +7,7 @@ renders offline, and the server can draw a plot in a millisecond. Every bar carr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from html import escape
 
@@ -25,6 +26,7 @@ def bar_chart(
     fmt: Fmt = _num,
     y_max: float | None = None,
     note: str = "",
+    warn: bool = False,
 ) -> str:
     """Grouped vertical bars: one group per category, one bar per series."""
     width, height = 560, 270
@@ -32,8 +34,11 @@ def bar_chart(
     top = 52 if len(series) > 1 else 38
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for _, vs in series for v in vs]
-    peak = y_max if y_max is not None else max(values, default=0) or 1
-    out = [_open(width, height, title), _title(title, note)]
+    highest = max(values, default=0)
+    if y_max is None and all(float(v).is_integer() for v in values):
+        highest = max(highest, 4)  # counts: whole-number grid lines
+    peak = y_max if y_max is not None else nice_ceiling(highest)
+    out = [_open(width, height, title), _title(title, note, warn)]
     for i in range(5):  # grid and y labels
         y = top + plot_h - plot_h * i / 4
         out.append(
@@ -63,14 +68,18 @@ def bar_chart(
 
 
 def hbar_chart(
-    title: str, items: Sequence[tuple[str, float]], fmt: Fmt = _num, note: str = ""
+    title: str,
+    items: Sequence[tuple[str, float]],
+    fmt: Fmt = _num,
+    note: str = "",
+    warn: bool = False,
 ) -> str:
     """Horizontal bars, one per (label, value), longest label room on the left."""
     row, top, left, right = 20, 34, 200, 70
     width = 560
     height = top + row * max(len(items), 1) + 10
     peak = max((v for _, v in items), default=0) or 1
-    out = [_open(width, height, title), _title(title, note)]
+    out = [_open(width, height, title), _title(title, note, warn)]
     for i, (label, v) in enumerate(items):
         y = top + row * i
         w = (width - left - right) * v / peak
@@ -88,6 +97,18 @@ def hbar_chart(
     return "".join(out)
 
 
+def nice_ceiling(value: float) -> float:
+    """The smallest 4 x (1, 2, 2.5 or 5 x 10^k) at or above `value`: round grid lines."""
+    if value <= 0:
+        return 4.0
+    step = value / 4
+    power = 10 ** math.floor(math.log10(step))
+    for mult in (1, 2, 2.5, 5, 10):
+        if mult * power >= step - 1e-12:
+            return 4 * mult * power
+    return 4 * 10 * power
+
+
 def _open(width: int, height: int, title: str) -> str:
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
@@ -95,10 +116,11 @@ def _open(width: int, height: int, title: str) -> str:
     )
 
 
-def _title(title: str, note: str) -> str:
+def _title(title: str, note: str, warn: bool = False) -> str:
     text = f'<text class="chart-title" x="8" y="18">{escape(title)}</text>'
     if note:
-        text += f'<text class="chart-note" x="8" y="30">{escape(note)}</text>'
+        cls = "chart-note warn" if warn else "chart-note"
+        text += f'<text class="{cls}" x="8" y="30">{escape(note)}</text>'
     return text
 
 

@@ -83,16 +83,18 @@ def summary_html(led: Ledger, title: str = "") -> str:
             fmt=lambda v: f"{v:.1f}%",
             y_max=100,
             note=note,
+            warn=bool(replay),
         ),
         plots.bar_chart(
             "New proofs per round (theorems not proved in an earlier round)",
             labels,
             [("", [r["new"] for r in rows])],
             note=note,
+            warn=bool(replay),
         ),
         _thought_chart(led, THOUGHT, "Thought length, every sampled step (share of steps)"),
         _thought_chart(led, PROOF_THOUGHT, "Thought length, steps of proofs (share of steps)"),
-        _proof_len_chart(led, note),
+        _proof_len_chart(led, note, bool(replay)),
         _tactic_chart(led),
         _error_chart(led),
     ]
@@ -149,7 +151,7 @@ def _thought_chart(led: Ledger, metric: str, title: str) -> str:
     return plots.bar_chart(title, cats, series, fmt=lambda v: f"{v:.1f}%", note=note)
 
 
-def _proof_len_chart(led: Ledger, note: str) -> str:
+def _proof_len_chart(led: Ledger, note: str, warn: bool) -> str:
     hist = led.histogram(PROOF_LEN)
     top = max(hist, default=0)
     cats = [str(n) for n in range(1, max(top, 1) + 1)]
@@ -157,7 +159,9 @@ def _proof_len_chart(led: Ledger, note: str) -> str:
         (f"round {rnd}", [led.histogram(PROOF_LEN, [rnd]).get(n, 0) for n in range(1, top + 1)])
         for rnd in led.rounds()
     ]
-    return plots.bar_chart("Tactics per proof (proved attempts)", cats, series, note=note)
+    return plots.bar_chart(
+        "Tactics per proof (proved attempts)", cats, series, note=note, warn=warn
+    )
 
 
 def _tactic_chart(led: Ledger) -> str:

@@ -93,6 +93,12 @@ def show_summary(index: TraceIndex, console: Console, limit: int) -> None:
         t.add_row(Text(row["name"]), row["split"] or "—",
                   *(_cell_text(row["rounds"].get(str(r))) for r in meta["rounds"]))  # fmt: skip
     console.print(t)
+    files = Table("file", "holds", "records", title="Record files")
+    holds = {"proofs": "steps kept for training"}
+    for f in meta["files"]:
+        note = " (last line incomplete)" if f["partial"] else ""
+        files.add_row(Text(f["path"] + note), holds.get(f["kind"], f["kind"]), f"{f['records']:,}")
+    console.print(files)
     console.print("[dim]leanstar traces show RUN THEOREM shows one theorem's attempts step by step")
 
 

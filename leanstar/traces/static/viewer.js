@@ -345,8 +345,12 @@ function pickAttempt(attempts, matches) {
   if (!attempts.length) return null;
   const matching = attempts.filter((a) => matches.has(a.tid));
   const pool = matching.length ? matching : attempts;
+  // Like `traces show`: the first proof of the latest round that has one, else the first attempt
+  // of the latest round.
   const proved = pool.filter((a) => a.outcome === "proved");
-  return (proved.length ? proved[proved.length - 1] : pool[0]).tid;
+  const from = proved.length ? proved : pool;
+  const latest = Math.max(...from.map((a) => a.round));
+  return from.find((a) => a.round === latest).tid;
 }
 
 function checkTags(t) {
@@ -450,6 +454,17 @@ async function showFragment(title, load, seq) {
   const box = el("div", { class: "fragment" });
   box.innerHTML = html; // built and escaped by leanstar.traces.summary / compare
   app.replaceChildren(el("h2", { text: title }), box);
+  if (load === api.summary) app.append(filesTable());
+}
+
+function filesTable() {
+  const what = { trajectories: "trajectories", theorems: "theorems", proofs: "steps kept for training" };
+  return el("div", {}, el("h3", { text: "Record files" }),
+    el("table", { class: "data", id: "files" },
+      el("thead", {}, el("tr", {}, el("th", { text: "file" }), el("th", { text: "holds" }), el("th", { class: "num", text: "records" }))),
+      el("tbody", {}, META.files.map((f) => el("tr", {},
+        el("td", { class: "mono", text: f.path + (f.partial ? " (last line incomplete)" : "") }),
+        el("td", { text: what[f.kind] || f.kind }), el("td", { class: "num", text: fmtNum(f.records) }))))));
 }
 
 window.addEventListener("hashchange", route);
