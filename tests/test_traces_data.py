@@ -473,3 +473,16 @@ def test_bar_chart_geometry_and_values():
     (y31, h31), (_, h2), _ = bars
     assert y31 >= 38 and h31 / h2 == pytest.approx(31 / 2)  # below the title, to scale
     assert "a: 31" in svg and "<title>" in svg
+
+
+def test_a_line_changed_in_place_is_an_error_not_another_attempt(tmp_path):
+    run, _ = fixture_run(tmp_path / "run", theorems=3, attempts=2)
+    with TraceIndex(run) as index:
+        index.update()
+        target = run / "trajectories.jsonl"
+        text = target.read_text(encoding="utf-8")
+        first = text.split("\n", 1)[0]
+        with target.open("r+", encoding="utf-8") as f:  # same size, same inode
+            f.write(first.replace('"attempt":0', '"attempt":9', 1))
+        with pytest.raises(JsonlError, match="changed since it was indexed"):
+            index.trajectory(1)
