@@ -122,7 +122,7 @@ def _add_rmsnorm_select_kernel(
         tl.store(h_ptr + row * stride_h + offs, h, mask=valid)
     hf = h.to(tl.float32)
     var = tl.sum(hf * hf, axis=0) / n
-    normed = (hf / tl.sqrt(var + eps)).to(h.dtype)
+    normed = (hf * tl.rsqrt(var + eps)).to(h.dtype)
     w = tl.load(w_ptr + offs, mask=valid, other=0.0)
     y = (w.to(tl.float32) * normed.to(tl.float32)).to(h.dtype)
     if SELECT:
@@ -349,12 +349,10 @@ def graph_time_us(fn, calls: int = 20) -> float:
 CANDIDATES = (
     GemvConfig(bm=128, bk=32, programs=528, num_warps=4),
     GemvConfig(bm=128, bk=32, programs=1056, num_warps=4),
-    GemvConfig(bm=128, bk=64, programs=528, num_warps=4),
     GemvConfig(bm=128, bk=64, programs=1056, num_warps=4),
     GemvConfig(bm=64, bk=64, programs=1056, num_warps=4),
     GemvConfig(bm=64, bk=32, programs=2112, num_warps=2),
     GemvConfig(bm=256, bk=32, programs=528, num_warps=8),
-    GemvConfig(bm=128, bk=16, programs=2112, num_warps=4),
 )
 
 
@@ -388,7 +386,7 @@ def tune_select(n: int, dtype: torch.dtype, rows: int = 1) -> tuple[int, dict[in
     y = torch.empty_like(x)
     k = kept_features(0.5, n)
     times = {}
-    for warps in (4, 8, 16, 32):
+    for warps in (4, 8, 16) if n > 2048 else (2, 4, 8):
         _ROW_WARPS[n] = warps
         times[warps] = graph_time_us(lambda i: select_topk(x, k, y))
     best = min(times, key=times.get)
