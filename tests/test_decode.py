@@ -69,10 +69,13 @@ def test_greedy_tokens_match_transformers(tiny_model_dir, impl, keep):
     assert (gen.keep is None) == (keep is None)
     hf = _hf(tiny_model_dir, sparse)
     ids = [gen.tokenizer(p, add_special_tokens=False).input_ids for p in PROMPTS]
+    want = [_greedy_reference(hf, gen.tokenizer, p) for p in PROMPTS]
     tokens, logps = gen.decoder.generate(ids, 1, NEW, "greedy")  # both prompts in one batch
-    for row, prompt in enumerate(PROMPTS):
-        assert tokens[row].tolist() == _greedy_reference(hf, gen.tokenizer, prompt)
+    assert [row.tolist() for row in tokens] == want
     assert (logps <= 0).all()
+    if keep is not None:  # batch 1 takes the compacted-list (gather) GEMV
+        alone, _ = gen.decoder.generate(ids[1:], 1, NEW, "greedy")
+        assert alone[0].tolist() == want[1]
 
 
 def test_sparsity_changes_the_model(tiny_model_dir):

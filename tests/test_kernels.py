@@ -58,6 +58,24 @@ def test_select_topk_is_exact(dtype, rows):
         assert (lowest_kept >= highest_dropped).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_warm_started_selection_is_exact_and_compacts(dtype):
+    """The search started from each row's previous threshold gives the same selection for
+    any state: a fitting one (same distribution again), a stale one (a scaled distribution),
+    zeros. The compacted (index, value) lists hold the kept entries in index order."""
+    rows, n, k = 3, 500, 200
+    state = torch.zeros(rows, device=DEV, dtype=torch.int32)
+    idx = torch.full((rows, k), -1, device=DEV, dtype=torch.int32)
+    val = torch.empty(rows, k, device=DEV, dtype=dtype)
+    for scale in (1.0, 1.0, 1.05, 30.0, 1e-3, 1e-3):
+        x = scale * torch.randn(rows, n, device=DEV, dtype=dtype)
+        got = kn.select_topk(x, k, state=state, compact=(idx, val))
+        assert torch.equal(got, ref.select_topk(x, k))
+        cols = (got != 0).nonzero()[:, 1].view(rows, k)
+        assert torch.equal(idx.long(), cols) and torch.equal(val, x.gather(1, cols))
+    assert (state > 0).all()
+
+
 def test_select_topk_breaks_ties_by_lowest_index():
     x = torch.tensor([[1.0, -2.0, 2.0, 1.0, -1.0, 2.0, 0.5, -1.0]], device=DEV)
     got = kn.select_topk(x.to(torch.bfloat16), 4).float()
@@ -79,6 +97,22 @@ def test_sparse_gemv_matches_float64(dtype, rows):
     kn.sparse_gemv(x, wt, out, config=cfg)
     want = x.double() @ wt.double()
     err = rel_err(out, want)
+    assert err < 1e-5, f"relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("dtype", [*HALF, torch.float32])
+def test_gather_gemv_matches_float64(dtype):
+    n, m, k = 320, 192, 100
+    idx = torch.empty(1, k, device=DEV, dtype=torch.int32)
+    val = torch.empty(1, k, device=DEV, dtype=dtype)
+    x = kn.select_topk(torch.randn(1, n, device=DEV, dtype=dtype), k, compact=(idx, val))
+    wt = torch.randn(n, m, device=DEV, dtype=dtype)
+    wt[(x == 0)[0]] = float("nan")  # the gather must touch only the kept rows
+    out = torch.zeros(1, m, device=DEV)
+    cfg = kn.GemvConfig(bm=64, bk=32, programs=9, gather=True)
+    kn.sparse_gemv(x, wt, out, config=cfg, compact=(idx, val))
+    wt[(x == 0)[0]] = 0.0
+    err = rel_err(out, x.double() @ wt.double())
     assert err < 1e-5, f"relative error {err:.2e}"
 
 
@@ -137,7 +171,8 @@ def test_add_rmsnorm_select(dtype):
     normed, want, selected = (torch.empty_like(h) for _ in range(3))
     kn.add_rmsnorm_select(h_kernel, delta, w, 1e-6, None, normed)
     ref.add_rmsnorm_select(h_twin, delta, w, 1e-6, None, want)
-    kn.add_rmsnorm_select(h_again, delta, w, 1e-6, k, selected)
+    state = torch.zeros(rows, device=DEV, dtype=torch.int32)
+    kn.add_rmsnorm_select(h_again, delta, w, 1e-6, k, selected, state=state)
     assert torch.equal(h_kernel, h_again)  # the residual add, written in place
     if dtype != torch.bfloat16:
         assert torch.equal(h_kernel, h_twin)
@@ -153,8 +188,11 @@ def test_act_mul_select(dtype, relu2):
     act, want, selected = (torch.empty(rows, n, device=DEV, dtype=dtype) for _ in range(3))
     kn.act_mul_select(gate_up, None, act, relu2=relu2)
     ref.act_mul_select(gate_up, None, want, relu2=relu2)
-    kn.act_mul_select(gate_up, k, selected, relu2=relu2)
+    idx = torch.empty(rows, k, device=DEV, dtype=torch.int32)
+    val = torch.empty(rows, k, device=DEV, dtype=dtype)
+    kn.act_mul_select(gate_up, k, selected, relu2=relu2, compact=(idx, val))
     _check_fused(act, want, selected, k, dtype)
+    assert torch.equal(val, selected.gather(1, idx.long()))
 
 
 def _rope_tables(s, d, dtype):

@@ -71,6 +71,9 @@ QWEN2_0_5B = Shape(151936, 896, 4864, 24, 14, 2, 64, 1e-6, 1e6, 131072)
 QWEN2_7B = Shape(152064, 3584, 18944, 28, 28, 4, 128, 1e-6, 1e6, 131072)
 
 
+SITES = ("qkv", "o", "gate_up", "down")  # the four top-K sites of a layer
+
+
 @dataclass(frozen=True)
 class Keep:
     """Inputs each projection keeps per token (Q-Sparse K); None everywhere = dense."""
@@ -91,6 +94,9 @@ class Keep:
             down=kept_features(mlp, shape.intermediate),
             relu2=relu2,
         )
+
+    def counts(self) -> dict[str, int]:
+        return dict(qkv=self.qkv, o=self.o, gate_up=self.gate_up, down=self.down)
 
 
 @dataclass
@@ -263,6 +269,13 @@ class DecodeModel:
         self._acc_offsets = [sum(widths[:i]) for i in range(4)]
         self._acc_widths = widths
         self.workspace = buf(b, s.layers * sum(widths), dtype=torch.float32) if keep else None
+        if keep is not None:
+            # Per (layer, site, row): the last top-K threshold, where the next search starts.
+            self.select_state = buf(s.layers, len(SITES), b, dtype=torch.int32)
+            # Batch 1: the kept inputs of each site, compacted for the gather GEMV.
+            self.compact = {
+                site: (buf(1, k, dtype=torch.int32), buf(1, k)) for site, k in keep.counts().items()
+            }
 
     # ------------------------------------------------------------ decode step
 
@@ -270,42 +283,49 @@ class DecodeModel:
         start = layer * sum(self._acc_widths) + self._acc_offsets[which]
         return self.workspace[:rows, start : start + self._acc_widths[which]]
 
-    def _project(self, x, weight, bias, layer, which, k) -> torch.Tensor:
+    def _sel(self, layer: int, site: str, rows: int) -> dict:
+        """Selection keywords of one site: its warm-start state, and at batch 1 its list."""
+        if self.keep is None:
+            return {}
+        state = self.select_state[layer, SITES.index(site), :rows]
+        return dict(state=state, compact=self.compact[site] if rows == 1 else None)
+
+    def _project(self, x, weight, bias, layer, site, sel) -> torch.Tensor:
         if self.keep is None:
             return F.linear(x, weight, bias)
-        out = self._acc(layer, which, x.shape[0])
-        return self.ops.sparse_gemv(x, weight, out)
+        out = self._acc(layer, SITES.index(site), x.shape[0])
+        return self.ops.sparse_gemv(x, weight, out, compact=sel.get("compact"))
 
     def step(self, rows: int) -> torch.Tensor:
         """One token for rows [0, rows): reads `tokens`, `pos`; writes caches and `logits`."""
         ops, s, w, keep = self.ops, self.shape, self.weights, self.keep
-        h, pos = self.h[:rows], self.pos[:rows]
+        k = keep.counts() if keep is not None else dict.fromkeys(SITES)
+        h, pos, x = self.h[:rows], self.pos[:rows], self.x[:rows]
         torch.index_select(w.embed, 0, self.tokens[:rows], out=h)
         if keep is not None:
             self.workspace[:rows].zero_()
-        sparse = keep is not None
         delta = None
         for i, layer in enumerate(w.layers):
-            x = ops.add_rmsnorm_select(
-                h, delta, layer.in_norm, s.eps, keep and keep.qkv, self.x[:rows]
-            )
-            qkv = self._project(x, layer.qkv, layer.qkv_bias, i, 0, keep)
+            sel = self._sel(i, "qkv", rows)
+            x = ops.add_rmsnorm_select(h, delta, layer.in_norm, s.eps, k["qkv"], x, **sel)
+            qkv = self._project(x, layer.qkv, layer.qkv_bias, i, "qkv", sel)
             q = self.q[:rows]
             kc, vc = self.k_cache[i, :rows], self.v_cache[i, :rows]
-            bias = layer.qkv_bias if sparse else None
+            bias = layer.qkv_bias if keep is not None else None
             ops.rope_qkv_cache(qkv, bias, self.cos, self.sin, pos, q, kc, vc)
             attn = ops.decode_attention(q, kc, vc, pos, self.attn[:rows])
-            if sparse:
-                attn = ops.select_topk(attn, keep.o, self.xo[:rows])
-            o = self._project(attn, layer.o, None, i, 1, keep)
-            x = ops.add_rmsnorm_select(
-                h, o, layer.post_norm, s.eps, keep and keep.gate_up, self.x[:rows]
-            )
-            gate_up = self._project(x, layer.gate_up, None, i, 2, keep)
+            sel = self._sel(i, "o", rows)
+            if keep is not None:
+                attn = ops.select_topk(attn, k["o"], self.xo[:rows], **sel)
+            o = self._project(attn, layer.o, None, i, "o", sel)
+            sel = self._sel(i, "gate_up", rows)
+            x = ops.add_rmsnorm_select(h, o, layer.post_norm, s.eps, k["gate_up"], x, **sel)
+            gate_up = self._project(x, layer.gate_up, None, i, "gate_up", sel)
+            sel = self._sel(i, "down", rows)
             relu2 = bool(keep and keep.relu2)
-            act = ops.act_mul_select(gate_up, keep and keep.down, self.act[:rows], relu2)
-            delta = self._project(act, layer.down, None, i, 3, keep)
-        x = ops.add_rmsnorm_select(h, delta, w.final_norm, s.eps, None, self.x[:rows])
+            act = ops.act_mul_select(gate_up, k["down"], self.act[:rows], relu2, **sel)
+            delta = self._project(act, layer.down, None, i, "down", sel)
+        x = ops.add_rmsnorm_select(h, delta, w.final_norm, s.eps, None, x)
         self.logits[:rows] = F.linear(x, w.lm_head).float()
         return self.logits[:rows]
 

@@ -30,12 +30,19 @@ def topk_keep(x: torch.Tensor, k: int) -> torch.Tensor:
     return above | (tied & (tied.cumsum(-1) <= room))
 
 
-def select_topk(x: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
-    y = torch.where(topk_keep(x, k), x, torch.zeros_like(x))
+def select_topk(x, k: int, out=None, state=None, compact=None) -> torch.Tensor:
+    """`state` (a warm start for the kernel's search) changes nothing here and is ignored."""
+    keep = topk_keep(x, k)
+    y = torch.where(keep, x, torch.zeros_like(x))
+    if compact is not None:
+        idx, val = compact
+        cols = keep.nonzero()[:, 1].view(x.shape[0], k)  # exactly k per row, in index order
+        idx[:, :k] = cols.to(idx.dtype)
+        val[:, :k] = x.gather(1, cols)
     return y if out is None else out.copy_(y)
 
 
-def sparse_gemv(x, wt, out, skip_zero: bool = True, config=None) -> torch.Tensor:
+def sparse_gemv(x, wt, out, skip_zero: bool = True, config=None, compact=None) -> torch.Tensor:
     return out.add_(x.float() @ wt.float())
 
 
@@ -46,22 +53,26 @@ def rmsnorm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * normed
 
 
-def add_rmsnorm_select(h, delta, weight, eps: float, k: int | None, out) -> torch.Tensor:
+def add_rmsnorm_select(
+    h, delta, weight, eps: float, k: int | None, out, state=None, compact=None
+) -> torch.Tensor:
     if delta is not None:
         h.copy_(h + delta.to(h.dtype))
     y = rmsnorm(h, weight, eps)
-    return out.copy_(y if k is None else select_topk(y, k))
+    return out.copy_(y if k is None else select_topk(y, k, compact=compact))
 
 
 def activation(gate: torch.Tensor, relu2: bool) -> torch.Tensor:
     return torch.relu(gate).square() if relu2 else F.silu(gate)
 
 
-def act_mul_select(gate_up, k: int | None, out, relu2: bool = False) -> torch.Tensor:
+def act_mul_select(
+    gate_up, k: int | None, out, relu2: bool = False, state=None, compact=None
+) -> torch.Tensor:
     n = out.shape[1]
     gate, up = gate_up[:, :n].to(out.dtype), gate_up[:, n:].to(out.dtype)
     y = activation(gate, relu2) * up
-    return out.copy_(y if k is None else select_topk(y, k))
+    return out.copy_(y if k is None else select_topk(y, k, compact=compact))
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
