@@ -36,7 +36,14 @@ import torch
 import torch.nn.functional as F
 
 from leanstar.sparse import torch_ops
-from leanstar.sparse.decode_model import QWEN2_0_5B, QWEN2_7B, Keep, Shape, Weights
+from leanstar.sparse.decode_model import (
+    COMPACT_MAX_WIDTH,
+    QWEN2_0_5B,
+    QWEN2_7B,
+    Keep,
+    Shape,
+    Weights,
+)
 
 DENSITIES = (1.0, 0.6, 0.5, 0.4, 0.25)
 BATCHES = (1, 4, 16)
@@ -120,7 +127,7 @@ def bench_kernels(models, clock, bw, device, dtype, batches, densities, log) -> 
 
                     state = torch.zeros(b, device=device, dtype=torch.int32)
                     cp = None
-                    if b == 1:
+                    if b == 1 and n <= COMPACT_MAX_WIDTH:  # as the decoder does
                         cp = (torch.empty(1, k, device=device, dtype=torch.int32),
                               torch.empty(1, k, device=device, dtype=dtype))  # fmt: skip
 
@@ -353,6 +360,7 @@ def bench_e2e(models, device, dtype, bw, keeps, new_tokens, hf_tokens, log) -> l
         dense = Weights.from_hf(hf, transposed=False, device=device, dtype=dtype)
         del hf
         row = dict(model=model_name, hf_tokens_per_s=hf_tps, hf_tokens=hf_tokens)
+        log(f"{model_name} transformers generate (eager, dynamic cache): {hf_tps:.1f} tokens/s")
         variants = [("dense", None)] + [(f"keep {r}", r) for r in keeps]
         sparse_w = None
         for label, ratio in variants:
@@ -489,7 +497,8 @@ def main(argv: list[str] | None = None) -> None:
 def kernels_section(models, clock, bw, device, dtype, batches, densities, log):
     log("\n## Kernels: dense cuBLAS vs fused sparse linear (select + zero + sparse GEMV)\n")
     log("Selection warm-started from the previous call (a different random row each call);")
-    log("batch 1 uses the tuned GEMV (gather over the compacted list, or masked rows).\n")
+    log("batch 1 uses the tuned GEMV (gather over the compacted list for inputs up to")
+    log(f"{COMPACT_MAX_WIDTH} wide, as the decoder does; else masked rows).\n")
     log(kernel_header(densities))
     rows = bench_kernels(models, clock, bw, device, dtype, batches, densities, log)
     if device.type == "cuda":

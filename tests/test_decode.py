@@ -20,7 +20,7 @@ from leanstar.sparse import torch_ops
 from leanstar.sparse.decode import CompiledGenerator, Decoder
 
 PROMPTS = ["theorem foo (n : ℕ) : n + 0 = n := by", "⊢ ∑ k ∈ Finset.range n, k ≤ n ^ 2\n"]
-NEW = 10
+NEW = 8
 
 
 def _triton_runs() -> bool:
@@ -74,8 +74,8 @@ def test_greedy_tokens_match_transformers(tiny_model_dir, impl, keep):
     assert [row.tolist() for row in tokens] == want
     assert (logps <= 0).all()
     if keep is not None:  # batch 1 takes the compacted-list (gather) GEMV
-        alone, _ = gen.decoder.generate(ids[1:], 1, NEW, "greedy")
-        assert alone[0].tolist() == want[1]
+        alone, _ = gen.decoder.generate(ids[1:], 1, 5, "greedy")
+        assert alone[0].tolist() == want[1][:5]
 
 
 def test_sparsity_changes_the_model(tiny_model_dir):
@@ -123,12 +123,12 @@ def test_generator_backend_samples(tiny_model_dir):
     cfg = GeneratorConfig(backend="compiled", model=str(tiny_model_dir), batch_size=4)
     gen = make_generator(cfg)
     assert isinstance(gen, CompiledGenerator) and gen.name == "compiled"
-    params = SamplingParams(n=3, temperature=1.0, top_p=0.9, max_new_tokens=12, seed=7)
+    params = SamplingParams(n=3, temperature=1.0, top_p=0.9, max_new_tokens=8, seed=7)
     out = gen.generate(PROMPTS, params)  # 6 rows, max_batch 4: two decoder batches
     assert [len(s) for s in out] == [3, 3]
     for samples in out:
         for s in samples:
-            assert 1 <= s.num_tokens <= 12 and s.finish_reason in ("stop", "length")
+            assert 1 <= s.num_tokens <= 8 and s.finish_reason in ("stop", "length")
             assert len(s.token_logprobs) == s.num_tokens
             assert s.logprob == pytest.approx(sum(s.token_logprobs)) and s.logprob <= 0
     again = gen.generate(PROMPTS, params)

