@@ -86,14 +86,24 @@ class LeanConfig:
         "(LeanDojo), replay (recorded LeanDojo states, not checked by Lean), auto (repl if "
         "`leanstar lean doctor` finds one, else replay with a one-line notice)",
     )
-    project_dir: str = option("", "Lake project with Mathlib and the REPL built ('' = this repo)")
+    project_dir: str = option(
+        "",
+        "Lake project with Mathlib and the REPL built ('' = this checkout's root if it holds "
+        "lakefile.lean, else the current directory)",
+    )
     repl_path: str = option(
         "", "path to the REPL binary ('' = .lake/packages/REPL/.lake/build/bin/repl)"
     )
+    repl_command: str = option(
+        "",
+        "command line that starts one REPL process, overriding project_dir/repl_path "
+        "('' = `lake env <repl_path>` in project_dir); e.g. a REPL built elsewhere",
+    )
     header: str = option(
-        "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
+        "import Mathlib\n\nset_option maxHeartbeats 400000\n\n"
         "open BigOperators Real Nat Topology Rat\n",
-        "default header (imports, options, opens) for theorems that bring none",
+        "default header (imports, options, opens) for theorems that bring none (its imports "
+        "match miniF2F's, so both share one import per Lean process)",
     )
     num_workers: int = option(0, "Lean processes in the pool (0 = CPU cores less one)")
     tactic_timeout_s: float = option(
@@ -102,7 +112,13 @@ class LeanConfig:
     start_timeout_s: float = option(
         600.0, "wall-clock limit to start a process and import the header"
     )
-    memory_limit_mb: int = option(16384, "address-space cap per Lean process (0 = none)")
+    verify_timeout_s: float = option(
+        300.0, "wall-clock limit for the whole-proof check of one proof"
+    )
+    memory_limit_mb: int = option(
+        16384,
+        "address-space cap per Lean process, mmapped Mathlib .olean files included (0 = none)",
+    )
     max_commands_per_worker: int = option(1000, "recycle a worker after this many commands")
     max_worker_rss_mb: int = option(12000, "recycle a worker whose resident memory grows past this")
     allow_native_decide: bool = option(
@@ -111,21 +127,34 @@ class LeanConfig:
     replay_data: str = option(
         "", "LeanDojo JSON for the replay backend ('' = the bundled Benchmark 4 sample)"
     )
+    dojo_repo: str = option(
+        "",
+        "dojo backend: URL or local path of the traced repository ('' = the url in each "
+        "theorem's LeanDojo source)",
+    )
+    dojo_commit: str = option("", "dojo backend: commit of the traced repository")
 
 
 @dataclass
 class SparseConfig:
-    """Q-Sparse top-K activation sparsity (Wang et al. 2024)."""
+    """Q-Sparse top-K activation sparsity (Wang et al. 2024); see `leanstar.sparse.qsparse`."""
 
     enabled: bool = option(False, "run the model under Q-Sparse")
     keep_ratio: float = option(0.5, "fraction of input features each projection keeps (per token)")
     keep_ratio_attn: float | None = option(None, "override for q/k/v and o_proj inputs")
     keep_ratio_mlp: float | None = option(None, "override for gate/up and down_proj inputs")
-    pattern: Literal["topk", "nm"] = option("topk", "topk: exact per-token top-K; nm: N of each M")
+    pattern: Literal["topk", "nm"] = option(
+        "topk", "topk: exact per-token top-K; nm: the N largest of each M features (keep N/M)"
+    )
     nm_n: int = option(16, "N for the N:M pattern")
     nm_m: int = option(32, "M for the N:M pattern")
     activation: Literal["silu", "relu2"] = option(
         "silu", "MLP activation: silu (fine-tuning a pretrained model), relu2 (from scratch)"
+    )
+    warmup_steps: int = option(
+        0,
+        "training only: lower the keep-ratios linearly from 1.0 to their targets over this "
+        "many optimizer steps (0 = the targets from the first step)",
     )
 
 
@@ -305,11 +334,11 @@ def coerce(value: Any, tp: Any, key: str, loc: str) -> Any:
             raise ConfigError(f"{loc}: {key!r} must be one of {type_name(tp)}, got {value!r}")
         return value
     if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):  # a flag such as `--keep_ratios 1.0,0.5`
+            value = [parse_flag_value(v.strip(), item_tp) for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise ConfigError(f"{loc}: {key!r} must be a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
         return [coerce(v, item_tp, f"{key}[{i}]", loc) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
