@@ -1,9 +1,9 @@
 """The compiled decode path against transformers `generate` on the tiny random Qwen2.
 
 Greedy decoding must give the same tokens as the transformers model, dense and under Q-Sparse
-(the reference is `apply_qsparse` once merged, else forward pre-hooks doing the plain top-K
-math), both with the PyTorch op twins and with the Triton kernels (under the interpreter on a
-CPU). fp32 weights: greedy tokens are then stable under reordered sums.
+(`apply_qsparse`), both with the PyTorch op twins and with the Triton kernels (under the
+interpreter on a CPU). fp32 weights: greedy tokens are then stable under reordered sums, and
+magnitudes do not tie, so any exact top-K keeps the same inputs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import torch
 
 from leanstar.config import GeneratorConfig, SparseConfig
 from leanstar.generation.base import SamplingParams, make_generator
-from leanstar.sparse import torch_ops
 from leanstar.sparse.decode import CompiledGenerator, Decoder
 
 PROMPTS = ["theorem foo (n : ℕ) : n + 0 = n := by", "⊢ ∑ k ∈ Finset.range n, k ≤ n ^ 2\n"]
@@ -41,16 +40,10 @@ IMPLS = [
 
 
 def _hf(model_dir, sparse: SparseConfig | None):
-    from transformers import AutoModelForCausalLM
+    """The reference: the transformers model, under `apply_qsparse` when sparse."""
+    from leanstar.sparse.qsparse import load_model
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    if sparse is None:
-        return model
-    try:
-        from leanstar.sparse.qsparse import apply_qsparse
-    except ImportError:
-        return torch_ops.attach_reference_qsparse(model, sparse.keep_ratio)
-    return apply_qsparse(model, sparse)
+    return load_model(model_dir, sparse, dense=sparse is None, dtype="float32")
 
 
 def _greedy_reference(model, tok, prompt: str) -> list[int]:
@@ -90,7 +83,6 @@ def test_sparsity_changes_the_model(tiny_model_dir):
 
 
 def test_relu2_and_separate_keep_ratios_match_transformers(tiny_model_dir):
-    pytest.importorskip("leanstar.sparse.qsparse", reason="Q-Sparse module not merged yet")
     sparse = SparseConfig(enabled=True, keep_ratio_attn=0.7, keep_ratio_mlp=0.4, activation="relu2")
     gen = CompiledGenerator(
         GeneratorConfig(backend="compiled", model=str(tiny_model_dir)), sparse=sparse, impl="torch"

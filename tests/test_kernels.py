@@ -36,7 +36,8 @@ def test_kept_features_follows_the_qsparse_rule():
     assert ref.kept_features(0.6, 4864) == 2918
     assert ref.kept_features(0.29, 100) == 29  # 0.29 * 100 = 28.999999999999996
     assert ref.kept_features(1e-9, 10) == 1 and ref.kept_features(1.0, 10) == 10
-    topk = pytest.importorskip("leanstar.sparse.topk", reason="Q-Sparse module not merged yet")
+    from leanstar.sparse import topk
+
     for ratio in (0.25, 0.4, 0.5, 0.6, 0.7, 0.29):
         for n in (64, 176, 896, 4864, 18944):
             assert ref.kept_features(ratio, n) == topk.keep_count(n, ratio)
@@ -132,12 +133,10 @@ def test_sparse_gemv_never_reads_the_rows_of_dropped_inputs(rows):
 
 
 def test_sparse_linear_matches_the_qsparse_reference():
-    """`TopK(x) @ W.T + b`: against leanstar.sparse.topk when merged, else the plain math.
+    """`TopK(x) @ W.T + b` against Q-Sparse's own top-K (`leanstar.sparse.topk.topk_ste`).
     fp32 inputs (no magnitude ties), so any exact top-K picks the same entries."""
-    try:
-        from leanstar.sparse.topk import topk_ste as reference_topk
-    except ImportError:
-        reference_topk = ref.select_topk
+    from leanstar.sparse.topk import topk_ste as reference_topk
+
     for rows in (1, 4, 16):
         x = torch.randn(rows, 448, device=DEV)
         w = torch.randn(200, 448, device=DEV)

@@ -209,23 +209,6 @@ def _top_p_filter(z: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- the Generator backend
 
 
-def checkpoint_sparsity(model_dir: str) -> SparseConfig | None:
-    """The Q-Sparse settings a checkpoint was trained with, or None for a dense checkpoint."""
-    import json
-    from pathlib import Path
-
-    path = Path(model_dir) / "config.json"
-    if not path.exists():
-        return None
-    section = json.loads(path.read_text()).get("qsparse")
-    if not section:
-        return None
-    cfg = SparseConfig(
-        **{k: v for k, v in section.items() if k in SparseConfig.__dataclass_fields__}
-    )
-    return cfg if cfg.enabled else None
-
-
 def keep_from_config(cfg: SparseConfig | None, shape) -> Keep | None:
     if cfg is None or not cfg.enabled:
         return None
@@ -250,6 +233,7 @@ class CompiledGenerator:
 
         from leanstar.generation.loading import load_causal_lm
         from leanstar.sparse.decode_model import Shape
+        from leanstar.sparse.qsparse import qsparse_settings
 
         self.cfg = cfg
         device = torch.device(
@@ -262,7 +246,8 @@ class CompiledGenerator:
             raise NotImplementedError(
                 f"compiled decoder: {cfg.model} is a {hf.config.model_type!r} model, not qwen2"
             )
-        sparse = sparse if sparse is not None else checkpoint_sparsity(cfg.model)
+        if sparse is None or not sparse.enabled:
+            sparse = qsparse_settings(hf, where=f"{cfg.model}/config.json")
         keep = keep_from_config(sparse, Shape.from_hf(hf.config))
         weights = Weights.from_hf(hf, transposed=keep is not None, device=device, dtype=dtype)
         eos = {self._tokenizer.eos_token_id} | set(_as_list(hf.generation_config.eos_token_id))

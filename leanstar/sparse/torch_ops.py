@@ -15,9 +15,10 @@ import torch.nn.functional as F
 
 
 def kept_features(keep_ratio: float, n: int) -> int:
-    """How many of `n` inputs a projection keeps: floor(keep_ratio * n), at least 1 (the rule
-    of `leanstar.sparse.topk.keep_count`; the epsilon guards products like 0.29 * 100)."""
-    return min(n, max(1, math.floor(keep_ratio * n + 1e-6)))
+    """How many of `n` inputs a projection keeps (Q-Sparse's `keep_count`)."""
+    from leanstar.sparse.topk import keep_count
+
+    return keep_count(n, keep_ratio)
 
 
 def topk_keep(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -112,8 +113,10 @@ def decode_attention(q, k_cache, v_cache, pos, out) -> torch.Tensor:
 def attach_reference_qsparse(model, keep_ratio: float):
     """Run a transformers Qwen2 under Q-Sparse with plain math (forward pre-hooks): top-K of
     the inputs of q/k/v (one shared mask), o_proj, gate/up (shared) and down_proj; lm_head
-    dense. A reference for tests and benchmarks; `leanstar.sparse.qsparse.apply_qsparse` is
-    the model patch the project uses."""
+    dense. Ties at the threshold go to the lowest index, as in the kernels; the project's model
+    patch, `leanstar.sparse.qsparse.apply_qsparse`, takes `torch.topk`'s indices, whose order
+    among ties is unspecified. The benchmark's bf16 check uses this one so that the two sides
+    differ only by rounding."""
 
     def hook(module, args, kwargs):
         def sparsify(x):
