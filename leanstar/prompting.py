@@ -119,6 +119,17 @@ def parse_completion(text: str) -> Parsed | Unparsable:
     return Parsed(thought=thought, tactic=tactic, closed=close >= 0, trailing=trailing.strip())
 
 
+def tactic_span(text: str) -> tuple[int, int] | None:
+    """Where the body of the block `parse_completion` takes the tactic from lies in `text`, as
+    (start, end) offsets (fences excluded), or None when there is no such block. Used to score
+    only the tactic's tokens of a completion."""
+    match = _OPEN.search(text)
+    if match is None:
+        return None
+    close = text.find(FENCE, match.end())
+    return match.end(), len(text) if close < 0 else close
+
+
 def _strip_blank_lines(body: str) -> str:
     lines = body.split("\n")
     while lines and not lines[0].strip():

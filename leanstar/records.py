@@ -90,6 +90,7 @@ class StepOutcome(str, enum.Enum):
     ENV_FAILURE = "env_failure"  # the environment broke (crash, protocol error), not the tactic
     UNKNOWN_TO_REPLAY = "unknown_to_replay"  # the replay environment has no record of this tactic
     UNPARSABLE = "unparsable"  # the completion held no tactic
+    DUPLICATE = "duplicate"  # the tactic ran but reached a state this search already holds
 
 
 class TrajectoryOutcome(str, enum.Enum):
