@@ -120,14 +120,16 @@ def parse_completion(text: str) -> Parsed | Unparsable:
 
 
 def tactic_span(text: str) -> tuple[int, int] | None:
-    """Where the body of the block `parse_completion` takes the tactic from lies in `text`, as
-    (start, end) offsets (fences excluded), or None when there is no such block. Used to score
-    only the tactic's tokens of a completion."""
+    """Where the tactic `parse_completion` finds lies in `text`: (start, end) offsets of the
+    block's body without its surrounding whitespace (fences excluded), or None when there is no
+    block. Used to score only the tactic's tokens of a completion."""
     match = _OPEN.search(text)
     if match is None:
         return None
     close = text.find(FENCE, match.end())
-    return match.end(), len(text) if close < 0 else close
+    start, end = match.end(), len(text) if close < 0 else close
+    body = text[start:end]
+    return start + len(body) - len(body.lstrip()), end - (len(body) - len(body.rstrip()))
 
 
 def _strip_blank_lines(body: str) -> str:

@@ -14,6 +14,7 @@ it; nothing is silently scored as a failed proof.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -86,10 +87,8 @@ class Batcher:
                 await self._run_batch()
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
 
     def _take_batch(self) -> list[_Request]:
         self._pending = [r for r in self._pending if not r.future.done()]  # drop cancelled
@@ -136,9 +135,7 @@ class Batcher:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
             self._task = None
         self._thread.shutdown(wait=False)

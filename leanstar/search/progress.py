@@ -13,8 +13,13 @@ from leanstar.search.meter import Usage
 class SearchProgress:
     def __init__(self, total_attempts: int, theorems: int, enabled: bool | None = None) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-        from rich.progress import TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.console = Console(stderr=True)
         enabled = self.console.is_terminal if enabled is None else enabled
