@@ -28,9 +28,9 @@ class Usage:
     tactics: int = 0  # run_tactic calls
 
     def add(self, other: Usage) -> Usage:
-        """The sum of two usages (of nodes that ran side by side: wall is the longest)."""
+        """The sum of two nodes' usages; wall times add up too, so the utilisations of the sum
+        are averages over the nodes."""
         out = Usage(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
-        out.wall_s = max(self.wall_s, other.wall_s)
         out.max_prompts = max(self.max_prompts, other.max_prompts)
         return out
 

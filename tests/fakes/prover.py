@@ -151,3 +151,13 @@ def chain_theorems(count: int, length: int) -> list[LeanDojoTheorem]:
         )
         out.append(LeanDojoTheorem(name, "Synthetic.lean", "synthetic", "0" * 40, steps))
     return out
+
+
+def steered_replay_node():
+    """A node factory for Ray workers: the steered sampler and the replay environment on the
+    bundled LeanDojo sample (a module-level function, so workers can import it)."""
+    from leanstar.data import load_leandojo
+    from leanstar.lean.replay import ReplayEnv
+
+    theorems = load_leandojo("bundled:leandojo-benchmark4-sample.json")
+    return SteeredGenerator(theorems), ReplayEnv(theorems)
