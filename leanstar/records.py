@@ -193,7 +193,12 @@ def from_json(data: dict[str, Any], cls: type[R]) -> R:
     return _decode(body, cls, path=kind)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _encode(value: Any) -> Any:
+    if type(value) in _PLAIN:  # exact types: str-valued enums fall through to their .value
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):

@@ -5,7 +5,8 @@ them to `Generator.generate` in one call, on a worker thread, so the event loop 
 Lean answers while the model samples. One call is in flight at a time (one model, one device);
 requests that arrive meanwhile make up the next batch. While the sampler is idle, a batch goes
 out as soon as it is full (`max_prompts`), or every registered search is waiting on the
-sampler (no one else can join), or its oldest request has waited `max_wait_s`.
+sampler (no one else can join), or its oldest request has waited `max_wait_s` (counted from
+when the sampler last became free, so searches just answered can join).
 
 A generator error fails every request of its batch: the searches stop and the runner reports
 it; nothing is silently scored as a failed proof.
@@ -41,6 +42,7 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self._pending: list[_Request] = []
         self._clients = 0
+        self._free_at = 0.0  # when the last sampler call returned
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sampler")
@@ -78,7 +80,10 @@ class Batcher:
             return None
         if len(self._pending) >= self.max_prompts or len(self._pending) >= self._clients:
             return 0.0
-        return max(0.0, self._pending[0].at + self.max_wait_s - time.perf_counter())
+        # Requests that waited through a sampler call get a fresh window, so the searches that
+        # call just answered can still join the next batch.
+        since = max(self._pending[0].at, self._free_at)
+        return max(0.0, since + self.max_wait_s - time.perf_counter())
 
     async def _loop(self) -> None:
         while True:
@@ -128,6 +133,7 @@ class Batcher:
             return
         finally:
             self.meter.sampler_end()
+            self._free_at = time.perf_counter()
         for r, samples in zip(batch, results):
             if not r.future.done():  # its search may have been cancelled meanwhile
                 r.future.set_result(samples)

@@ -60,10 +60,9 @@ class SearchProgress:
         wall = usage.wall_s or 1e-9
         batch = usage.prompts / usage.sampler_calls if usage.sampler_calls else 0.0
         stats = (
-            f"proved {len(self.proved)}/{len(self.done_theorems)} theorems done "
-            f"(of {self.theorems}) · {usage.tactics / wall:.1f} tactics/s · "
-            f"sampler {100 * usage.sampler_busy_s / wall:.0f}% (batch {batch:.1f}) · "
-            f"Lean {100 * usage.lean_busy_s / wall:.0f}%"
+            f"{len(self.proved)} proved · {len(self.done_theorems)}/{self.theorems} theorems · "
+            f"{usage.tactics / wall:.1f} tactics/s · sampler {100 * usage.sampler_busy_s / wall:.0f}%"
+            f" (batch {batch:.0f}) · Lean {100 * usage.lean_busy_s / wall:.0f}%"
         )
         self._bar.update(self._task, stats=stats)
 

@@ -1,0 +1,159 @@
+"""How much the search runner itself costs, and the batch sizes it achieves.
+
+Three measurements, each printed with what produced it:
+
+1. Runner ceiling. A sampler that answers instantly (the steered fake of the tests, answering
+   every state with its recorded tactic) and an environment that answers instantly (the replay
+   environment, in-process dictionary look-ups), on synthetic traced theorems (chains of
+   tactics). Steps per second here is the most the runner can drive; its inverse is the
+   runner's own cost per step (fake sampler and replay look-ups included).
+2. Runner overhead share. The same, with simulated costs: each sampler call sleeps
+   `--sampler-ms` (a GPU batch; the sleep releases the GIL as CUDA does) and each Lean call
+   sleeps `--lean-ms` on one of `--lean-workers` workers (a REPL pool). The share of wall time
+   in which neither the sampler nor any Lean call had work is time the runner held everything
+   up (bookkeeping, prompt building, batching waits). Goal: under 5%.
+3. Achieved batch. The transformers sampler on the tiny random Qwen2 of the tests (CPU) and the
+   replay environment on the bundled LeanDojo sample: prompts per sampler call against the
+   configured `generator.batch_size`.
+
+    python bench/bench_search.py            # all three, about a minute on 2 CPU cores
+    python bench/bench_search.py --quick    # smaller sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's leanstar
+
+from leanstar.data import load_leandojo  # noqa: E402
+from leanstar.lean.replay import ReplayEnv  # noqa: E402
+from leanstar.search.config import SearchConfig  # noqa: E402
+from leanstar.search.runner import run_search  # noqa: E402
+from tests.fakes.prover import FaultyEnv, SteeredGenerator, chain_theorems  # noqa: E402
+
+
+class PooledEnv(FaultyEnv):
+    """Every call takes `delay_s` on one of `workers` workers, like a REPL pool."""
+
+    def __init__(self, inner, delay_s: float, workers: int) -> None:
+        super().__init__(inner, delay_s=delay_s)
+        self._slots = asyncio.Semaphore(workers)
+
+    async def _delay(self) -> None:
+        async with self._slots:
+            await asyncio.sleep(self.delay_s)
+
+
+def _search(cfg: SearchConfig, generator, env, traced=None) -> dict:
+    theorems = [t.as_theorem() for t in traced] if traced is not None else None
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.run_dir = str(Path(tmp) / "run")
+        summary = run_search(cfg, theorems=theorems, generator=generator, env=env, progress=False)
+    return summary.session
+
+
+def ceiling(theorems: int, length: int, attempts: int) -> dict:
+    chains = chain_theorems(theorems, length)
+    cfg = SearchConfig(
+        attempts=attempts,
+        max_steps=length,
+        concurrent_theorems=theorems,
+        batch_wait_s=0.0,
+    )
+    cfg.generator.batch_size = theorems * attempts
+    return _search(cfg, SteeredGenerator(chains), ReplayEnv(chains), chains)
+
+
+def overhead(theorems, length, attempts, sampler_ms, lean_ms, lean_workers) -> dict:
+    chains = chain_theorems(theorems, length)
+    cfg = SearchConfig(
+        attempts=attempts, max_steps=length, concurrent_theorems=theorems, batch_wait_s=0.005
+    )
+    cfg.generator.batch_size = theorems * attempts
+    generator = SteeredGenerator(chains, delay_s=sampler_ms / 1000)
+    env = PooledEnv(ReplayEnv(chains), lean_ms / 1000, lean_workers)
+    return _search(cfg, generator, env, chains)
+
+
+def achieved_batch(model_dir: str, batch_size: int, attempts: int) -> dict:
+    from leanstar.config import GeneratorConfig
+    from leanstar.generation import make_generator
+
+    theorems = load_leandojo("bundled:leandojo-benchmark4-sample.json")
+    cfg = SearchConfig(attempts=attempts, max_steps=3, max_resamples=2, concurrent_theorems=17)
+    cfg.generator = GeneratorConfig(
+        model=model_dir, batch_size=batch_size, max_new_tokens=16, temperature=1.0
+    )
+    return _search(cfg, make_generator(cfg.generator), ReplayEnv(theorems))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--sampler-ms", type=float, default=20.0)
+    parser.add_argument("--lean-ms", type=float, default=50.0)
+    parser.add_argument("--lean-workers", type=int, default=64)
+    parser.add_argument("--skip-model", action="store_true", help="skip the tiny-model part")
+    args = parser.parse_args()
+    size = (16, 10, 4) if args.quick else (64, 20, 8)
+    print(
+        f"machine: {platform.node()}, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}"
+    )
+
+    c = ceiling(*size)
+    print(
+        f"\n1. runner ceiling ({size[0]} synthetic theorems x {size[2]} attempts x {size[1]} "
+        "steps; instant steered sampler, in-process replay env):"
+    )
+    print(
+        f"   {c['steps']} steps in {c['wall_s']:.2f} s = {c['steps_per_s']:.0f} steps/s "
+        f"({1e6 / c['steps_per_s']:.0f} us per step, all costs included); "
+        f"mean batch {c['mean_batch_prompts']:.0f} prompts"
+    )
+
+    print(
+        f"\n2. overhead share ({size[0]} x {size[2]} x {size[1]} as above, simulated costs; "
+        f"Lean on {args.lean_workers} workers):"
+    )
+    for sampler_ms, lean_ms in ((args.sampler_ms, args.lean_ms), (2.0, 2.0)):
+        o = overhead(*size, sampler_ms, lean_ms, args.lean_workers)
+        verdict = "meets" if o["idle_share"] < 0.05 else "misses"
+        print(
+            f"   sampler {sampler_ms:g} ms/call, Lean {lean_ms:g} ms/call: {o['steps']} steps in "
+            f"{o['wall_s']:.2f} s ({o['steps_per_s']:.0f} steps/s); sampler busy "
+            f"{100 * o['sampler_utilisation']:.1f}%, Lean busy {100 * o['lean_utilisation']:.1f}%"
+            f", mean batch {o['mean_batch_prompts']:.1f}; neither busy "
+            f"{100 * o['idle_share']:.2f}% ({verdict} the < 5% goal)"
+        )
+
+    if args.skip_model:
+        return
+    from leanstar.models import build_tiny_qwen2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = str(build_tiny_qwen2(Path(tmp) / "tiny"))
+        attempts = 2 if args.quick else 4
+        print(
+            f"\n3. achieved batch (transformers sampler, tiny random Qwen2 on CPU, replay env, "
+            f"17 theorems x {attempts} attempts = {17 * attempts} live attempts at the start):"
+        )
+        for batch_size in (8, 32) if args.quick else (8, 32, 64):
+            b = achieved_batch(model_dir, batch_size, attempts)
+            print(
+                f"   configured {batch_size:3d}: mean {b['mean_batch_prompts']:.1f} prompts "
+                f"per call ({b['mean_batch_prompts'] / batch_size:.2f}x), max "
+                f"{b['max_prompts']}, {b['sampler_calls']} calls; sampler busy "
+                f"{100 * b['sampler_utilisation']:.0f}%, neither busy "
+                f"{100 * b['idle_share']:.1f}%"
+            )
+
+
+if __name__ == "__main__":
+    main()
