@@ -61,3 +61,17 @@ def test_logprob_of_span():
     assert s.logprob_of_span(10, 14) == -3.0
     assert s.logprob_of_span(0, 18) == -6.0
     assert s.logprob_of_span(1, 3) == -3.0
+
+
+def test_sampler_restores_qsparse_from_checkpoint(tmp_path, tiny_model_dir):
+    from leanstar.config import SparseConfig
+    from leanstar.sparse.qsparse import load_model, qsparse_settings
+
+    model = load_model(tiny_model_dir, SparseConfig(enabled=True, keep_ratio=0.5))
+    model.save_pretrained(tmp_path / "sparse")
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "sparse")
+    gen = make_generator(GeneratorConfig(model=str(tmp_path / "sparse")))
+    settings = qsparse_settings(gen.model)
+    assert settings is not None and settings.keep_ratio == 0.5
