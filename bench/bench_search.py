@@ -12,12 +12,15 @@ Three measurements, each printed with what produced it:
    sleeps `--lean-ms` on one of `--lean-workers` workers (a REPL pool). The share of wall time
    in which neither the sampler nor any Lean call had work is time the runner held everything
    up (bookkeeping, prompt building, batching waits). Goal: under 5%.
-3. Achieved batch. The transformers sampler on the tiny random Qwen2 of the tests (CPU) and the
-   replay environment on the bundled LeanDojo sample: prompts per sampler call against the
-   configured `generator.batch_size`.
+3. Achieved batch. The transformers sampler on the tiny random Qwen2 of the tests (CPU; with
+   `--gpu`, random-init Qwen2-0.5B layer shapes in bf16 on CUDA) and the replay environment on
+   the bundled LeanDojo sample: prompts per sampler call against the configured
+   `generator.batch_size`. Random weights write no tactic, so every sample is resampled without
+   a Lean call: this measures how full the runner keeps the sampler's batches.
 
     python bench/bench_search.py            # all three, about a minute on 2 CPU cores
     python bench/bench_search.py --quick    # smaller sizes
+    python bench/bench_search.py --gpu      # part 3 on one CUDA GPU: Qwen2-0.5B layer shapes
 """
 
 from __future__ import annotations
@@ -81,14 +84,29 @@ def overhead(theorems, length, attempts, sampler_ms, lean_ms, lean_workers) -> d
     return _search(cfg, generator, env, chains)
 
 
-def achieved_batch(model_dir: str, batch_size: int, attempts: int) -> dict:
+# Qwen2-0.5B's layer shape (Qwen/Qwen2-0.5B config.json) with the tiny tokenizer: random init.
+QWEN2_05B_SHAPE = dict(
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+)
+
+
+def achieved_batch(model_dir: str, batch_size: int, attempts: int, gpu: bool) -> dict:
     from leanstar.config import GeneratorConfig
     from leanstar.generation import make_generator
 
     theorems = load_leandojo("bundled:leandojo-benchmark4-sample.json")
     cfg = SearchConfig(attempts=attempts, max_steps=3, max_resamples=2, concurrent_theorems=17)
     cfg.generator = GeneratorConfig(
-        model=model_dir, batch_size=batch_size, max_new_tokens=16, temperature=1.0
+        model=model_dir,
+        batch_size=batch_size,
+        max_new_tokens=64 if gpu else 16,
+        temperature=1.0,
+        dtype="bfloat16" if gpu else "auto",
+        device="cuda" if gpu else "cpu",
     )
     return _search(cfg, make_generator(cfg.generator), ReplayEnv(theorems))
 
@@ -99,7 +117,10 @@ def main() -> None:
     parser.add_argument("--sampler-ms", type=float, default=20.0)
     parser.add_argument("--lean-ms", type=float, default=50.0)
     parser.add_argument("--lean-workers", type=int, default=64)
-    parser.add_argument("--skip-model", action="store_true", help="skip the tiny-model part")
+    parser.add_argument("--skip-model", action="store_true", help="skip the sampler part")
+    parser.add_argument(
+        "--gpu", action="store_true", help="part 3 on CUDA with Qwen2-0.5B layer shapes"
+    )
     args = parser.parse_args()
     size = (16, 10, 4) if args.quick else (64, 20, 8)
     print(
@@ -138,19 +159,26 @@ def main() -> None:
     from leanstar.models import build_tiny_qwen2
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = str(build_tiny_qwen2(Path(tmp) / "tiny"))
-        attempts = 2 if args.quick else 4
-        print(
-            f"\n3. achieved batch (transformers sampler, tiny random Qwen2 on CPU, replay env, "
-            f"17 theorems x {attempts} attempts = {17 * attempts} live attempts at the start):"
+        shape = QWEN2_05B_SHAPE if args.gpu else {}
+        model_dir = str(build_tiny_qwen2(Path(tmp) / "model", **shape))
+        attempts = 8 if args.gpu else 2 if args.quick else 4
+        what = (
+            "random-init Qwen2-0.5B layer shapes, bf16, CUDA, 64 new tokens"
+            if args.gpu
+            else "tiny random Qwen2, CPU, 16 new tokens"
         )
-        for batch_size in (8, 32) if args.quick else (8, 32, 64):
-            b = achieved_batch(model_dir, batch_size, attempts)
+        print(
+            f"\n3. achieved batch (transformers sampler, {what}; replay env; 17 theorems x "
+            f"{attempts} attempts = {17 * attempts} live attempts at the start):"
+        )
+        sizes = (32, 128, 256) if args.gpu else (8, 32) if args.quick else (8, 32, 64)
+        for batch_size in sizes:
+            b = achieved_batch(model_dir, batch_size, attempts, args.gpu)
             print(
                 f"   configured {batch_size:3d}: mean {b['mean_batch_prompts']:.1f} prompts "
                 f"per call ({b['mean_batch_prompts'] / batch_size:.2f}x), max "
-                f"{b['max_prompts']}, {b['sampler_calls']} calls; sampler busy "
-                f"{100 * b['sampler_utilisation']:.0f}%, neither busy "
+                f"{b['max_prompts']}, {b['sampler_calls']} calls, {b['steps_per_s']:.1f} steps/s;"
+                f" sampler busy {100 * b['sampler_utilisation']:.0f}%, neither busy "
                 f"{100 * b['idle_share']:.1f}%"
             )
 

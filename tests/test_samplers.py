@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from types import SimpleNamespace
 
 import pytest
 
 from leanstar.config import GeneratorConfig
 from leanstar.generation import SamplingParams, make_generator
-from leanstar.generation.vllm import VLLMGenerator, to_sample, vllm_sampling_kwargs
+from leanstar.generation.vllm import (
+    QSPARSE_CONFIG_KEY,
+    VLLMGenerator,
+    refuse_qsparse,
+    to_sample,
+    vllm_sampling_kwargs,
+)
 
 # ---------------------------------------------------------------- vLLM, through stand-ins
 
@@ -107,6 +114,18 @@ def test_vllm_generator_batches_in_one_call():
         ["cc #0", "cc #1"],
     ]
     assert all(s.logprob == pytest.approx(-0.75) for row in out for s in row)
+
+
+def test_vllm_refuses_a_qsparse_checkpoint(tmp_path):
+    from leanstar.sparse.qsparse import CONFIG_KEY
+
+    assert CONFIG_KEY == QSPARSE_CONFIG_KEY
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", CONFIG_KEY: {}}))
+    with pytest.raises(ValueError, match="Q-Sparse checkpoint; vLLM would sample from the dense"):
+        refuse_qsparse(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    refuse_qsparse(str(tmp_path))
+    refuse_qsparse("Qwen/Qwen2-0.5B")  # a Hub id: nothing local to read
 
 
 @pytest.mark.vllm

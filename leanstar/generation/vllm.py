@@ -7,8 +7,10 @@ from the same state) once. Each request asks for the log-probability of every sa
 top-p), the same quantity the transformers sampler reports, so scores mean the same thing on
 either path.
 
-A Q-Sparse checkpoint is served through the Q-Sparse vLLM plugin (issue 9), which vLLM loads by
-its entry point; nothing here changes for it.
+vLLM knows nothing of Q-Sparse: it would load a Q-Sparse checkpoint's ordinary Qwen2 weights
+and sample from the dense model without a word. So a checkpoint whose config.json carries
+Q-Sparse settings is refused here; serve it with the transformers backend (which restores the
+sparsity through `leanstar.sparse.qsparse.load_model`) or the compiled decode backend.
 
 `vllm` is imported only inside `VLLMEngine`, so this module imports without it; the mapping of
 vLLM's outputs to `Sample`s is plain code tested with stand-ins shaped like `RequestOutput`.
@@ -16,10 +18,14 @@ vLLM's outputs to `Sample`s is plain code tested with stand-ins shaped like `Req
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Protocol
 
 from leanstar.config import GeneratorConfig
 from leanstar.generation.base import Sample, SamplingParams
+
+QSPARSE_CONFIG_KEY = "qsparse"  # leanstar.sparse.qsparse.CONFIG_KEY, read without torch
 
 
 class Engine(Protocol):
@@ -40,6 +46,7 @@ class VLLMEngine:
             raise ImportError(
                 "the vllm backend needs vllm (pip install 'leanstar[vllm]', a CUDA machine)"
             ) from e
+        refuse_qsparse(cfg.model)
         self._vllm = vllm
         self.llm = vllm.LLM(
             model=cfg.model,
@@ -80,6 +87,16 @@ class VLLMGenerator:
 
     def close(self) -> None:
         self.engine = None
+
+
+def refuse_qsparse(model: str) -> None:
+    """Raise if `model` is a local checkpoint saved under Q-Sparse (see the module docstring)."""
+    config = Path(model) / "config.json"
+    if config.is_file() and QSPARSE_CONFIG_KEY in json.loads(config.read_text(encoding="utf-8")):
+        raise ValueError(
+            f"{config}: a Q-Sparse checkpoint; vLLM would sample from the dense model. Use "
+            "generator.backend transformers (or compiled), which restore the sparsity"
+        )
 
 
 def vllm_sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
