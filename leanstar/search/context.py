@@ -42,7 +42,7 @@ class SearchContext:
         batcher: Batcher,
         meter: Meter,
         tokenizer: Any = None,
-        round: int = 0,  # noqa: A002 - the expert-iteration round, as in Trajectory
+        round: int = 0,
     ) -> None:
         self.cfg, self.env, self.batcher, self.meter = cfg, env, batcher, meter
         self.tokenizer = tokenizer

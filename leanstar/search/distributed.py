@@ -30,7 +30,7 @@ from leanstar.search.node import Emit, SearchNode
 class _Worker:
     """A search node inside a Ray actor (async methods run on the actor's event loop)."""
 
-    def __init__(self, cfg: SearchConfig, factory, round: int) -> None:  # noqa: A002
+    def __init__(self, cfg: SearchConfig, factory, round: int) -> None:
         self.generator, self.env = factory()
         self.node = SearchNode(cfg, self.generator, self.env, round)
 
@@ -56,7 +56,7 @@ class _Worker:
 
 
 class RayCluster:
-    def __init__(self, cfg: SearchConfig, node_factory=None, round: int = 0) -> None:  # noqa: A002
+    def __init__(self, cfg: SearchConfig, node_factory=None, round: int = 0) -> None:
         self.cfg, self.round = cfg, round
         self.factory = node_factory or functools.partial(build_node_parts, cfg)
         self.workers: list = []

@@ -33,7 +33,7 @@ class SearchNode:
         cfg: SearchConfig,
         generator: Generator,
         env: ProofEnv,
-        round: int = 0,  # noqa: A002
+        round: int = 0,
     ) -> None:
         self.cfg = cfg
         self.meter = Meter()
