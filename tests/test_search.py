@@ -326,3 +326,33 @@ def test_theorem_sources(tmp_path):
     path.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(ValueError, match="'t' occurs twice"):
         load_search_theorems(S(theorems=str(path)))
+
+
+# ---------------------------------------------------------------- a session across rounds
+
+
+class LoopBoundEnv(FaultyEnv):
+    """Like an environment whose Lean processes belong to the event loop that started them."""
+
+    loop = None
+
+    async def start(self, theorem):
+        import asyncio
+
+        running = asyncio.get_running_loop()
+        assert self.loop in (None, running), "env used from a second event loop"
+        self.loop = running
+        return await super().start(theorem)
+
+
+def test_session_keeps_sampler_env_and_loop_across_rounds(tmp_path):
+    from leanstar.search.runner import SearchSession
+
+    env, gen = LoopBoundEnv(ReplayEnv(THEOREMS)), SteeredGenerator(THEOREMS)
+    with SearchSession(generator=gen, env=env) as session:
+        for k in (1, 2):
+            cfg = SearchConfig(run_dir=str(tmp_path / f"round-{k}"), attempts=1)
+            summary = session.run(cfg, theorems=one(TWO_STEP), round=k, progress=False)
+            (t,) = read_records(tmp_path / f"round-{k}/trajectories.jsonl", Trajectory)
+            assert summary.complete and t.proved and t.round == k
+    assert env.loop is not None and len(gen.calls) == 4
