@@ -1,6 +1,6 @@
 """How much the search runner itself costs, and the batch sizes it achieves.
 
-Three measurements, each printed with what produced it:
+Four measurements, each printed with what produced it:
 
 1. Runner ceiling. A sampler that answers instantly (the steered fake of the tests, answering
    every state with its recorded tactic) and an environment that answers instantly (the replay
@@ -12,21 +12,26 @@ Three measurements, each printed with what produced it:
    sleeps `--lean-ms` on one of `--lean-workers` workers (a REPL pool). The share of wall time
    in which neither the sampler nor any Lean call had work is time the runner held everything
    up (bookkeeping, prompt building, batching waits). Goal: under 5%.
-3. Achieved batch. The transformers sampler on the tiny random Qwen2 of the tests (CPU; with
+3. The REPL worker pool (issue 3) over fake REPL processes (`tests/fakes/fake_repl.py
+   --synthetic`: made-up states, one process per CPU core less one) with the instant sampler:
+   the runner driving real subprocess I/O; steps per second and the share of wall time with
+   neither the sampler nor Lean busy.
+4. Achieved batch. The transformers sampler on the tiny random Qwen2 of the tests (CPU; with
    `--gpu`, random-init Qwen2-0.5B layer shapes in bf16 on CUDA) and the replay environment on
    the bundled LeanDojo sample: prompts per sampler call against the configured
    `generator.batch_size`. Random weights write no tactic, so every sample is resampled without
    a Lean call: this measures how full the runner keeps the sampler's batches.
 
-    python bench/bench_search.py            # all three, about a minute on 2 CPU cores
+    python bench/bench_search.py            # all four, about two minutes on 2 CPU cores
     python bench/bench_search.py --quick    # smaller sizes
-    python bench/bench_search.py --gpu      # part 3 on one CUDA GPU: Qwen2-0.5B layer shapes
+    python bench/bench_search.py --gpu      # part 4 on one CUDA GPU: Qwen2-0.5B layer shapes
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import sys
 import tempfile
@@ -111,6 +116,39 @@ def achieved_batch(model_dir: str, batch_size: int, attempts: int, gpu: bool) ->
     return _search(cfg, make_generator(cfg.generator), ReplayEnv(theorems))
 
 
+def fake_repl(theorems: int, attempts: int, workers: int) -> dict | None:
+    """The runner driving the real REPL worker pool over fake REPL processes (`--synthetic`:
+    made-up states; a goal whose hash is 0 mod 8 gets `close`), with an instant sampler."""
+    import shlex
+
+    import tests.fakes as fakes
+    from leanstar.config import LeanConfig
+    from leanstar.records import Theorem
+    from tests.fakes.prover import ScriptedGenerator
+
+    if not hasattr(fakes, "fake_repl_argv"):
+        return None
+
+    def script(prompt: str, k: int) -> str:
+        tail = prompt.rsplit("⊢ ", 1)[-1][:9]
+        close = tail.startswith("g") and int(tail[1:], 16) % 8 == 0
+        return f"Next.\n```lean\n{'close' if close else f'step {k}'}\n```"
+
+    argv = fakes.fake_repl_argv("--synthetic", "--compact")
+    cfg = SearchConfig(
+        attempts=attempts, max_steps=20, concurrent_theorems=theorems, batch_wait_s=0.005
+    )
+    cfg.generator.batch_size = theorems * attempts
+    cfg.lean = LeanConfig(backend="repl", repl_command=shlex.join(argv), num_workers=workers)
+    names = [Theorem(f"bench_{i}", f"theorem bench_{i} : True") for i in range(theorems)]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.run_dir = str(Path(tmp) / "run")
+        summary = run_search(
+            cfg, theorems=names, generator=ScriptedGenerator(script), progress=False
+        )
+    return summary.session
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
@@ -119,7 +157,7 @@ def main() -> None:
     parser.add_argument("--lean-workers", type=int, default=64)
     parser.add_argument("--skip-model", action="store_true", help="skip the sampler part")
     parser.add_argument(
-        "--gpu", action="store_true", help="part 3 on CUDA with Qwen2-0.5B layer shapes"
+        "--gpu", action="store_true", help="part 4 on CUDA with Qwen2-0.5B layer shapes"
     )
     args = parser.parse_args()
     size = (16, 10, 4) if args.quick else (64, 20, 8)
@@ -154,6 +192,22 @@ def main() -> None:
             f"{100 * o['idle_share']:.2f}% ({verdict} the < 5% goal)"
         )
 
+    workers = max(1, (os.cpu_count() or 2) - 1)
+    f = fake_repl(16, 4, workers)
+    if f is None:
+        print("\n3. fake REPL: not available in this checkout (issue 3's tests/fakes/fake_repl.py)")
+    else:
+        print(
+            f"\n3. REPL worker pool over {workers} fake REPL processes (synthetic states; instant "
+            "sampler; 16 theorems x 4 attempts):"
+        )
+        print(
+            f"   {f['steps']} steps, {f['lean_calls']} Lean calls in {f['wall_s']:.2f} s "
+            f"({f['steps_per_s']:.0f} steps/s); sampler busy {100 * f['sampler_utilisation']:.1f}%,"
+            f" Lean busy {100 * f['lean_utilisation']:.1f}% (mean {f['mean_lean_inflight']:.1f} "
+            f"calls in flight); neither busy {100 * f['idle_share']:.2f}%"
+        )
+
     if args.skip_model:
         return
     from leanstar.models import build_tiny_qwen2
@@ -168,7 +222,7 @@ def main() -> None:
             else "tiny random Qwen2, CPU, 16 new tokens"
         )
         print(
-            f"\n3. achieved batch (transformers sampler, {what}; replay env; 17 theorems x "
+            f"\n4. achieved batch (transformers sampler, {what}; replay env; 17 theorems x "
             f"{attempts} attempts = {17 * attempts} live attempts at the start):"
         )
         sizes = (32, 128, 256) if args.gpu else (8, 32) if args.quick else (8, 32, 64)

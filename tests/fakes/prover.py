@@ -161,3 +161,32 @@ def steered_replay_node():
 
     theorems = load_leandojo("bundled:leandojo-benchmark4-sample.json")
     return SteeredGenerator(theorems), ReplayEnv(theorems)
+
+
+class ScriptedGenerator:
+    """Answers the k-th sample drawn for a prompt with `script(prompt, k)` (a completion text);
+    for environments whose states are not known in advance (the synthetic fake REPL)."""
+
+    name = "scripted"
+    tokenizer = None
+
+    def __init__(self, script: Callable[[str, int], str], delay_s: float = 0.0) -> None:
+        self.script, self.delay_s = script, delay_s
+        self.drawn: Counter[str] = Counter()
+        self.calls: list[int] = []
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Sample]]:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        self.calls.append(len(prompts))
+        out = []
+        for prompt in prompts:
+            row = []
+            for _ in range(params.n):
+                row.append(fake_sample(self.script(prompt, self.drawn[prompt])))
+                self.drawn[prompt] += 1
+            out.append(row)
+        return out
+
+    def close(self) -> None:
+        pass
