@@ -356,3 +356,9 @@ def test_session_keeps_sampler_env_and_loop_across_rounds(tmp_path):
             (t,) = read_records(tmp_path / f"round-{k}/trajectories.jsonl", Trajectory)
             assert summary.complete and t.proved and t.round == k
     assert env.loop is not None and len(gen.calls) == 4
+
+
+def test_unusable_settings_are_refused(tmp_path):
+    cfg = config(tmp_path, attempts=0, candidates=0)
+    with pytest.raises(ValueError, match=r"attempts must be >= 1 \(got 0\); candidates must be"):
+        search(cfg)

@@ -179,3 +179,19 @@ def test_batcher_fails_every_request_of_a_failed_call():
 
     results = asyncio.run(go())
     assert all(isinstance(r, RuntimeError) and "fell over" in str(r) for r in results)
+
+
+def test_search_command_reports_user_errors_in_one_line(tmp_path, capsys):
+    args = ["search", "--run_dir", str(tmp_path / "run"), "--attempts", "0"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "attempts must be >= 1" in err and "Traceback" not in err
+    args = [
+        "search",
+        "--run_dir",
+        str(tmp_path / "run"),
+        "--theorems",
+        str(tmp_path / "none.jsonl"),
+    ]
+    assert cli.main(args) == 2
+    assert "theorem file not found" in capsys.readouterr().err

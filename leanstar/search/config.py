@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from leanstar.config import GeneratorConfig, LeanConfig, nested, option
+from leanstar.config import ConfigError, GeneratorConfig, LeanConfig, nested, option
 
 
 @dataclass
@@ -68,3 +68,30 @@ class SearchConfig:
     ray_gpus_per_worker: float = option(
         -1.0, "GPUs each worker holds (-1 = 1 if the cluster has GPUs, else 0)"
     )
+
+
+_AT_LEAST = {
+    "attempts": 1,
+    "max_steps": 1,
+    "max_resamples": 0,
+    "candidates": 1,
+    "max_expansions": 1,
+    "concurrent_theorems": 1,
+    "theorem_time_s": 0.0,
+    "batch_wait_s": 0.0,
+    "limit": 0,
+}
+
+
+def check_search_config(cfg: SearchConfig) -> None:
+    """Refuse values no search can run with (flags are set after the dataclass is built, so
+    this runs when a search starts, not in `__post_init__`)."""
+    bad = [
+        f"{k} must be >= {v:g} (got {getattr(cfg, k)!r})"
+        for k, v in _AT_LEAST.items()
+        if getattr(cfg, k) < v
+    ]
+    if cfg.generator.batch_size < 1:
+        bad.append(f"generator.batch_size must be >= 1 (got {cfg.generator.batch_size!r})")
+    if bad:
+        raise ConfigError("search config: " + "; ".join(bad))

@@ -16,23 +16,37 @@ bound to a loop keeps working from one search to the next. It closes only what i
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 
+from leanstar.config import ConfigError
+from leanstar.data.leandojo import LeanDojoFormatError
+from leanstar.data.theorems import TheoremFormatError
 from leanstar.generation.base import Generator
 from leanstar.jsonl import JsonlWriter
 from leanstar.lean.env import ProofEnv
 from leanstar.records import Theorem
-from leanstar.rundir import RunDir
+from leanstar.rundir import RunDir, RunDirBusy
 from leanstar.search import store
-from leanstar.search.backends import build_env, build_generator
+from leanstar.search.backends import BackendNotBuilt, build_env, build_generator
 from leanstar.search.bookkeeping import Bookkeeper, SearchSummary, describe
-from leanstar.search.config import SearchConfig
+from leanstar.search.config import SearchConfig, check_search_config
 from leanstar.search.meter import Usage
 from leanstar.search.node import SearchNode
 from leanstar.search.progress import notice
 from leanstar.search.theorems import load_search_theorems
 
 NodeFactory = Callable[[], tuple[Generator, ProofEnv]]
+# Errors in what the user asked for: reported in one line, no traceback.
+USER_ERRORS = (
+    ConfigError,
+    store.ResumeConflict,
+    BackendNotBuilt,
+    RunDirBusy,
+    FileNotFoundError,
+    TheoremFormatError,
+    LeanDojoFormatError,
+)
 
 
 class SearchSession:
@@ -83,6 +97,7 @@ class SearchSession:
 
     # -- one search -----------------------------------------------------------
     async def _run(self, cfg, theorems, round, progress) -> SearchSummary:
+        check_search_config(cfg)
         rd = RunDir(cfg.run_dir).lock()
         try:
             if theorems is None:
@@ -183,7 +198,11 @@ def _prepare(rd: RunDir, cfg: SearchConfig, theorems, written) -> list[tuple[The
 
 def main(cfg: SearchConfig) -> int:
     """The `leanstar search` command."""
-    summary = run_search(cfg)
+    try:
+        summary = run_search(cfg)
+    except USER_ERRORS as e:
+        print(f"leanstar search: {e}", file=sys.stderr)
+        return 2
     print(describe(summary))
     return 0
 

@@ -8,7 +8,9 @@ by name (replay, LeanDojo) can search them. Anything else goes through `load_the
 
 from __future__ import annotations
 
+from leanstar.config import ConfigError
 from leanstar.data import load_leandojo, load_theorems
+from leanstar.data.theorems import TheoremFormatError
 from leanstar.records import Theorem
 from leanstar.search.config import SearchConfig
 
@@ -28,7 +30,7 @@ def load_search_theorems(cfg: SearchConfig) -> list[Theorem]:
         theorems = load_theorems(cfg.theorems, split=cfg.split or None)
     if not theorems:
         where = f" with split {cfg.split!r}" if cfg.split else ""
-        raise ValueError(f"{cfg.theorems}: no theorems{where}")
+        raise ConfigError(f"{cfg.theorems}: no theorems{where}")
     check_unique(theorems, cfg.theorems)
     return theorems[: cfg.limit] if cfg.limit > 0 else theorems
 
@@ -37,5 +39,5 @@ def check_unique(theorems: list[Theorem], where: str) -> None:
     seen: set[str] = set()
     for thm in theorems:
         if thm.name in seen:
-            raise ValueError(f"{where}: theorem name {thm.name!r} occurs twice")
+            raise TheoremFormatError(f"{where}: theorem name {thm.name!r} occurs twice")
         seen.add(thm.name)
