@@ -4,7 +4,6 @@ the tiny model, and the batcher that groups requests from concurrent searches.""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import signal
 import subprocess
@@ -104,14 +103,12 @@ def test_search_command_on_tiny_model(tmp_path, tiny_model_dir, config, capsys):
     assert "this session" not in capsys.readouterr().out
 
 
-def test_other_lean_backends_are_refused_until_built():
+def test_lean_backend_comes_from_make_env(capsys):
     from leanstar.config import LeanConfig
-    from leanstar.search.backends import BackendNotBuilt, build_env
+    from leanstar.search.backends import build_env
 
-    if importlib.util.find_spec("leanstar.lean.factory") is not None:
-        pytest.skip("leanstar.lean.factory is built: make_env decides")
-    with pytest.raises(BackendNotBuilt, match="'repl' is not built yet"):
-        build_env(SearchConfig(lean=LeanConfig(backend="repl")))
+    env = build_env(SearchConfig(lean=LeanConfig(backend="replay")))
+    assert env.label == REPLAY_LABEL and env.knows(TRACED[0].full_name)
 
 
 # ---------------------------------------------------------------- the batcher

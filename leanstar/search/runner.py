@@ -25,10 +25,11 @@ from leanstar.data.theorems import TheoremFormatError
 from leanstar.generation.base import Generator
 from leanstar.jsonl import JsonlWriter
 from leanstar.lean.env import ProofEnv
+from leanstar.lean.setup import LeanSetupError
 from leanstar.records import Theorem
 from leanstar.rundir import RunDir, RunDirBusy
 from leanstar.search import store
-from leanstar.search.backends import BackendNotBuilt, build_env, build_generator
+from leanstar.search.backends import build_env, build_generator
 from leanstar.search.bookkeeping import Bookkeeper, SearchSummary, describe
 from leanstar.search.config import SearchConfig, check_search_config
 from leanstar.search.meter import Usage
@@ -41,7 +42,7 @@ NodeFactory = Callable[[], tuple[Generator, ProofEnv]]
 USER_ERRORS = (
     ConfigError,
     store.ResumeConflict,
-    BackendNotBuilt,
+    LeanSetupError,
     RunDirBusy,
     FileNotFoundError,
     TheoremFormatError,
