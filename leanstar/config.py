@@ -337,6 +337,8 @@ def coerce(value: Any, tp: Any, key: str, loc: str) -> Any:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):  # a flag such as `--keep_ratios 1.0,0.5`
             value = [parse_flag_value(v.strip(), item_tp) for v in value.split(",") if v.strip()]
+        elif not isinstance(value, list) and value is not None:
+            value = [value]  # one item given where a list is expected (`--ks 8`)
         if not isinstance(value, list):
             raise ConfigError(f"{loc}: {key!r} must be a list, got {value!r}")
         return [coerce(v, item_tp, f"{key}[{i}]", loc) for i, v in enumerate(value)]

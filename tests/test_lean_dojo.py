@@ -101,7 +101,7 @@ def test_results_map_exactly_onto_ours():
     assert seen[3] == ProofFinished(RPOW.full_name, PROOF, ())
     # repository, commit and file come from the LeanDojo record's source (which keeps the
     # commit's first 8 hex digits; lean.dojo_commit gives the full one)
-    assert calls == [(RPOW.full_name, URL, COMMIT[:8], RPOW.file_path, 30)]
+    assert calls == [(RPOW.full_name, URL, COMMIT, RPOW.file_path, 30)]
 
 
 def test_lean_error_and_given_up():
