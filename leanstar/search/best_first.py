@@ -8,9 +8,11 @@ the first proof the whole-proof check accepts, when no open node is left, after
 `max_expansions` expansions, or when the theorem's time budget runs out. Nodes at depth
 `max_steps` are kept but not expanded: a proof through them would be longer than allowed.
 
-The trajectory records every candidate tried, in order, with `depth` = the depth of the node it
-was tried from; the tree can be rebuilt from it because node goals are unique (see
-`context.proof_path`). A proved search records its closing step last.
+The trajectory records every candidate tried, expansion by expansion, with `depth` = the depth
+of the node it was tried from; within an expansion, the steps that did not advance come first,
+then those that added a state, then those that closed the goals (a proved search records its
+closing step last). The tree can be rebuilt because node goals are unique (see
+`context.proof_path`).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class _Search:
             *(self.ctx.run_tactic(node.state, c.tactic) for c in distinct.values())
         )
         runs = dict(zip(distinct, answers))
-        finished = []
+        finished, children = [], []
         for c in cands:
             if isinstance(c, Garbled):
                 continue
@@ -106,20 +108,21 @@ class _Search:
                 self.rec.tried(node.depth, goals, c, result, sample_s, 0.0, note)
             elif isinstance(result, ProofFinished):
                 finished.append((c, result, lean_s))
+            elif isinstance(result, ProofState) and result.goals not in self.nodes:
+                self._add(result, node.score + c.score, node.depth + 1)
+                children.append((c, result, lean_s))
             else:
-                self._child(node, c, result, sample_s, lean_s)
+                self._not_taken(node, c, result, sample_s, lean_s)
+        for c, result, lean_s in children:  # what advanced is recorded after what did not
+            self.rec.tried(node.depth, goals, c, result, sample_s, lean_s)
         return await self._judge_finished(node, finished, sample_s)
 
-    def _child(self, node: Node, c: Candidate, result, sample_s: float, lean_s: float) -> None:
-        goals = node.state.goals
-        if isinstance(result, ProofState) and result.goals in self.nodes:
+    def _not_taken(self, node: Node, c: Candidate, result, sample_s: float, lean_s: float) -> None:
+        note = None
+        if isinstance(result, ProofState):  # its goals are already a node's
             note = "reached a state this search already holds; not added"
-            self.rec.tried(node.depth, goals, c, result, sample_s, lean_s, note)
-            return
         self.env_failures += isinstance(result, EnvFailure)
-        self.rec.tried(node.depth, goals, c, result, sample_s, lean_s)
-        if isinstance(result, ProofState):
-            self._add(result, node.score + c.score, node.depth + 1)
+        self.rec.tried(node.depth, node.state.goals, c, result, sample_s, lean_s, note)
 
     async def _judge_finished(self, node: Node, finished, sample_s: float) -> Trajectory | None:
         """Check each candidate that closed the goals; the first accepted proof ends the
