@@ -120,6 +120,19 @@ def parse_completion(text: str) -> Parsed | Unparsable:
     return Parsed(thought=thought, tactic=tactic, closed=close >= 0, trailing=trailing.strip())
 
 
+def tactic_span(text: str) -> tuple[int, int] | None:
+    """Where the tactic `parse_completion` finds lies in `text`: (start, end) offsets of the
+    block's body without its surrounding whitespace (fences excluded), or None when there is no
+    block. Used to score only the tactic's tokens of a completion."""
+    match = _OPEN.search(text)
+    if match is None:
+        return None
+    close = text.find(FENCE, match.end())
+    start, end = match.end(), len(text) if close < 0 else close
+    body = text[start:end]
+    return start + len(body) - len(body.lstrip()), end - (len(body) - len(body.rstrip()))
+
+
 def _strip_blank_lines(body: str) -> str:
     lines = body.split("\n")
     while lines and not lines[0].strip():

@@ -91,6 +91,7 @@ class StepOutcome(str, enum.Enum):
     ENV_FAILURE = "env_failure"  # the environment broke (crash, protocol error), not the tactic
     UNKNOWN_TO_REPLAY = "unknown_to_replay"  # the replay environment has no record of this tactic
     UNPARSABLE = "unparsable"  # the completion held no tactic
+    DUPLICATE = "duplicate"  # the tactic ran but reached a state this search already holds
 
 
 class TrajectoryOutcome(str, enum.Enum):
@@ -193,7 +194,12 @@ def from_json(data: dict[str, Any], cls: type[R]) -> R:
     return _decode(body, cls, path=kind)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _encode(value: Any) -> Any:
+    if type(value) in _PLAIN:  # exact types: str-valued enums fall through to their .value
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
