@@ -118,17 +118,24 @@ class LeanConfig:
 
 @dataclass
 class SparseConfig:
-    """Q-Sparse top-K activation sparsity (Wang et al. 2024)."""
+    """Q-Sparse top-K activation sparsity (Wang et al. 2024); see `leanstar.sparse.qsparse`."""
 
     enabled: bool = option(False, "run the model under Q-Sparse")
     keep_ratio: float = option(0.5, "fraction of input features each projection keeps (per token)")
     keep_ratio_attn: float | None = option(None, "override for q/k/v and o_proj inputs")
     keep_ratio_mlp: float | None = option(None, "override for gate/up and down_proj inputs")
-    pattern: Literal["topk", "nm"] = option("topk", "topk: exact per-token top-K; nm: N of each M")
+    pattern: Literal["topk", "nm"] = option(
+        "topk", "topk: exact per-token top-K; nm: the N largest of each M features (keep N/M)"
+    )
     nm_n: int = option(16, "N for the N:M pattern")
     nm_m: int = option(32, "M for the N:M pattern")
     activation: Literal["silu", "relu2"] = option(
         "silu", "MLP activation: silu (fine-tuning a pretrained model), relu2 (from scratch)"
+    )
+    warmup_steps: int = option(
+        0,
+        "training only: lower the keep-ratios linearly from 1.0 to their targets over this "
+        "many optimizer steps (0 = the targets from the first step)",
     )
 
 
@@ -308,11 +315,11 @@ def coerce(value: Any, tp: Any, key: str, loc: str) -> Any:
             raise ConfigError(f"{loc}: {key!r} must be one of {type_name(tp)}, got {value!r}")
         return value
     if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):  # a flag such as `--keep_ratios 1.0,0.5`
+            value = [parse_flag_value(v.strip(), item_tp) for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise ConfigError(f"{loc}: {key!r} must be a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
         return [coerce(v, item_tp, f"{key}[{i}]", loc) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
