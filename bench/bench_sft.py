@@ -283,8 +283,8 @@ def _report(results, what: str, gpu: bool, steps: int, warmup: int, batch: int) 
     for side, runs in results.items():
         medians[side] = statistics.median(r[0] for r in runs)
         each = " ".join(f"{r[0]:,.0f}" for r in runs)
-        peak = max(r[2] for r in runs)
-        print(f"{side:<10} {medians[side]:>18,.0f}  {each:<30} {peak:>8.2f}")
+        peak = f"{max(r[2] for r in runs):.2f}" if gpu else "n/a"
+        print(f"{side:<10} {medians[side]:>18,.0f}  {each:<30} {peak:>8}")
     tokens = {side: {round(r[1]) for r in runs} for side, runs in results.items()}
     if tokens["ours"] != tokens["plain TRL"]:
         print(f"warning: the sides trained on different token counts {tokens}: not like for like")

@@ -124,20 +124,33 @@ def test_tactic_baseline_on_leandojo_with_packing(tiny_model_dir, tmp_path):
     assert sorted(_losses(run_dir)) == [1, 2]
 
 
-def test_lora_is_merged_into_a_plain_checkpoint(tiny_model_dir, tmp_path):
+def test_lora_under_qsparse_is_merged_into_a_plain_sparse_checkpoint(tiny_model_dir, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from leanstar.config import SparseConfig
+    from leanstar.sparse.qsparse import load_model, qsparse_settings
+
     data = write_thought_records(tmp_path / "thoughts.jsonl", limit=4)
-    cfg = _cfg(tmp_path / "run", tiny_model_dir, [data], lora=True, lora_r=4, learning_rate=5e-2)
+    qsparse = SparseConfig(enabled=True, keep_ratio=0.6)
+    cfg = _cfg(
+        tmp_path / "run",
+        tiny_model_dir,
+        [data],
+        lora=True,
+        lora_r=4,
+        learning_rate=5e-2,
+        qsparse=qsparse,
+    )
     model_dir = train_sft(cfg)
     assert not (model_dir / "adapter_config.json").exists()
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
     merged = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
-    assert merged.keys() == base.keys()
+    assert merged.keys() == base.keys()  # plain weights, no peft wrapper left
     name = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(merged[name], base[name])  # the adapter's update is in the weights
+    assert qsparse_settings(load_model(model_dir)).keep_ratio == 0.6  # and it reloads sparse
 
 
 def test_trl_arguments_follow_the_config(tmp_path):
@@ -279,3 +292,50 @@ def test_fixture_records_are_labelled(tmp_path):
     path = write_thought_records(tmp_path / "t.jsonl", limit=3)
     records = read_records(path, ThoughtStep)
     assert len(records) == 3 and all(r.teacher == "hand-written test fixture" for r in records)
+
+
+def test_qsparse_training_runs_sparse_and_saves_a_sparse_checkpoint(tiny_model_dir, tmp_path):
+    """Under `qsparse.enabled` the training forward really is top-K (measured on the
+    down_proj inputs during the steps, following the keep-ratio warmup), and the checkpoint
+    reloads sparse through Q-Sparse's load_model."""
+    import torch
+    from transformers import TrainerCallback
+
+    from leanstar.config import SparseConfig
+    from leanstar.sparse.qsparse import load_model, qsparse_settings
+
+    density: dict[int, float] = {}
+
+    class MeasureDownProjInput(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            site = model.model.layers[0].mlp.down_proj
+
+            def record(module, inputs, output):  # a forward hook sees the sparsified input
+                x = inputs[0].detach()
+                density[state.global_step + 1] = (x != 0).float().mean().item()
+
+            self.handle = site.register_forward_hook(record)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.handle.remove()
+
+    data = write_thought_records(tmp_path / "thoughts.jsonl", limit=4)
+    qsparse = SparseConfig(enabled=True, keep_ratio=0.5, warmup_steps=2)
+    cfg = _cfg(tmp_path / "run", tiny_model_dir, [data], max_steps=3, qsparse=qsparse)
+    model_dir = train_sft(cfg, callbacks=[MeasureDownProjInput()])
+
+    # Warmup: keep-ratio 1.0 at step 1, 0.75 at step 2, the target 0.5 from step 3 on.
+    assert density[1] > 0.95
+    assert density[2] == pytest.approx(0.75, abs=0.03)
+    assert density[3] == pytest.approx(0.5, abs=0.03)
+
+    saved = json.loads((model_dir / "config.json").read_text())["qsparse"]
+    assert saved["enabled"] is True and saved["keep_ratio"] == 0.5
+    sparse = load_model(model_dir)
+    dense = load_model(model_dir, dense=True)
+    assert qsparse_settings(sparse).keep_ratio == 0.5 and qsparse_settings(dense) is None
+    ids = torch.tensor([[5, 17, 300, 42, 9]])
+    with torch.no_grad():
+        assert not torch.allclose(sparse(ids).logits, dense(ids).logits)
+    assert "Q-Sparse" in (model_dir / "README.md").read_text()
+    assert json.loads((model_dir / "leanstar.json").read_text())["qsparse"]["keep_ratio"] == 0.5

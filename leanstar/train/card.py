@@ -65,13 +65,17 @@ def _readme(cfg: Any, stats: Any, training: dict[str, Any]) -> str:
     lines += [f"- {key}: {value}" for key, value in training.items()]
     if cfg.qsparse.enabled:
         q = cfg.qsparse
+        attn = q.keep_ratio if q.keep_ratio_attn is None else q.keep_ratio_attn
+        mlp = q.keep_ratio if q.keep_ratio_mlp is None else q.keep_ratio_mlp
         lines += [
             "",
             "## Q-Sparse",
             "",
-            f"Trained under top-K activation sparsity (keep ratio {q.keep_ratio}, pattern "
-            f"{q.pattern}, activation {q.activation}); load it with its sparsity settings "
-            "(they are stored with the checkpoint) to run it as trained.",
+            f"Trained under Q-Sparse activation sparsity (pattern {q.pattern}; keep ratio "
+            f"{attn} of attention inputs, {mlp} of MLP inputs; activation {q.activation}). "
+            "The settings are stored in config.json under "
+            "`qsparse`; load the checkpoint with `leanstar.sparse.qsparse.load_model(path)` to "
+            "run it sparse as trained (plain `from_pretrained` gives the dense model).",
         ]
     lines += ["", "## Config", "", "```yaml", dump_yaml(cfg).rstrip(), "```", ""]
     return "\n".join(lines)

@@ -41,6 +41,9 @@ class SFTConfig:
         "weights dtype when loading the base model (float32 keeps fp32 master weights under "
         "bf16 autocast; bfloat16 trains pure bf16)",
     )
+    trust_remote_code: bool = option(
+        False, "run model code shipped with the base checkpoint (e.g. InternLM2); off by default"
+    )
     attn_implementation: str = option(
         "", "attention kernel: sdpa, flash_attention_2, eager ('' = the transformers default)"
     )
@@ -122,11 +125,13 @@ class SFTConfig:
             problems.append("set epochs > 0 or max_steps > 0")
         if self.save_steps <= 0 or self.logging_steps <= 0:
             problems.append("save_steps and logging_steps must be positive")
-        if self.qsparse.enabled and self.lora:
-            problems.append("qsparse.enabled with lora is not supported yet (train all weights)")
         if problems:
             raise ConfigError("SFTConfig: " + "; ".join(problems))
         self.gradient_accumulation_steps(num_processes)
+        if self.qsparse.enabled:
+            from leanstar.sparse.qsparse import check_sparse_config
+
+            check_sparse_config(self.qsparse)
 
 
 @dataclass

@@ -288,30 +288,52 @@ def build_dataset(
     max_length: int = 2048,
     drop_overlong: bool = False,
     seed: int = 0,
+    progress: bool = False,
+    batch_size: int = 512,
 ):
     """A `datasets.Dataset` of `input_ids` + `completion_mask` ready for SFTTrainer, and stats.
 
     Examples whose prompt alone reaches `max_length` are dropped (no completion token would
     survive truncation); longer examples are kept for TRL to truncate, or dropped with
-    `drop_overlong`. Both are counted in the returned DataStats.
+    `drop_overlong`. Both are counted in the returned DataStats. Token ids go into Arrow arrays
+    batch by batch, so a large dataset never sits in memory as Python lists.
     """
+    import pyarrow as pa
     from datasets import Dataset
 
     examples, sources = load_examples(data, weights or [], fmt, seed)
     chat = has_chat_template(tokenizer)
     rows = [render(e, chat) for e in examples]
-    tok = tokenize(rows, tokenizer)
     stats = DataStats(sources, max_length, chat, examples=len(rows), fingerprint=fingerprint(rows))
-    stats.boundary_mismatch = tok.boundary_mismatch
-    columns: dict[str, list] = {"input_ids": [], "completion_mask": []}
-    for ids, plen in zip(tok.input_ids, tok.prompt_lens, strict=True):
-        if not _count(stats, len(ids), plen, drop_overlong):
-            continue
-        columns["input_ids"].append(ids)
-        columns["completion_mask"].append([0] * plen + [1] * (len(ids) - plen))
-    if not columns["input_ids"]:
+    ids_type, mask_type = pa.list_(pa.int32()), pa.list_(pa.int8())
+    chunks: list[pa.RecordBatch] = []
+    for start in _progress(range(0, len(rows), batch_size), progress, len(rows), batch_size):
+        tok = tokenize(rows[start : start + batch_size], tokenizer, batch_size)
+        stats.boundary_mismatch += tok.boundary_mismatch
+        ids, masks = [], []
+        for seq, plen in zip(tok.input_ids, tok.prompt_lens, strict=True):
+            if _count(stats, len(seq), plen, drop_overlong):
+                ids.append(seq)
+                masks.append([0] * plen + [1] * (len(seq) - plen))
+        arrays = [pa.array(ids, type=ids_type), pa.array(masks, type=mask_type)]
+        chunks.append(pa.RecordBatch.from_arrays(arrays, names=["input_ids", "completion_mask"]))
+    if not stats.kept:
         raise DataError(f"no example fits max_length {max_length}: {stats.summary()}")
-    return Dataset.from_dict(columns), stats
+    return Dataset(pa.Table.from_batches(chunks)), stats
+
+
+def _progress(starts: range, show: bool, total: int, step: int):
+    """`starts`, with a rich progress bar over the examples when `show` and the data is large."""
+    if not show or total < 10 * step:
+        yield from starts
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("tokenising", total=total)
+        for start in starts:
+            yield start
+            bar.advance(task, min(step, total - start))
 
 
 def _count(stats: DataStats, length: int, prompt_len: int, drop_overlong: bool) -> bool:

@@ -88,17 +88,43 @@ def train_sft(cfg: SFTConfig, callbacks: Sequence[Any] = ()) -> Path:
 
 
 def _train(cfg: SFTConfig, run: RunDir, state: Any, callbacks: list[Any]) -> Path:
-    main_process = state.is_main_process
+    resume, resume_step = _find_resume_point(cfg, run, state)
+    tokenizer = load_tokenizer(cfg)
+    dataset, stats = _prepare_data(cfg, run, tokenizer, state, resume_step)
+    # TRL's arguments first: under DeepSpeed ZeRO-3 they make from_pretrained shard the weights.
+    args = training_args(cfg, run / "checkpoints", state.num_processes)
+    model = load_model(cfg)
+    stop = StopOnSignal() if state.num_processes == 1 else None
+    extra = [MetricsLog(run / "metrics.jsonl"), *([stop] if stop else []), *callbacks]
+    trainer = build_trainer(cfg, model, tokenizer, dataset, extra, args=args)
+    started = time.monotonic()
+    with stop or contextlib.nullcontext():
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if stop is not None and stop.fired:
+        raise KeyboardInterrupt  # a checkpoint was saved at the step where the signal came
+    training = _summary(trainer, result, stats, resume_step, time.monotonic() - started, state)
+    model_dir = save_final(trainer, cfg, run, stats, training, state)
+    if state.is_main_process:
+        run.mark_done(PHASE, model="model", **training)
+        if not cfg.keep_checkpoints:
+            remove_checkpoints(run / "checkpoints")
+    state.wait_for_everyone()
+    return model_dir
+
+
+def _find_resume_point(cfg: SFTConfig, run: RunDir, state: Any) -> tuple[Path | None, int | None]:
+    """The last complete checkpoint (partial ones removed) and its step; checks the config."""
     ckpt_dir = run / "checkpoints"
-    if main_process:
+    if state.is_main_process:
         resume = last_complete_checkpoint(ckpt_dir, log=lambda m: _say(state, m))
         check_config(run, cfg, strict=resume is not None)
         run.save_config(cfg)
     state.wait_for_everyone()
     resume = last_complete_checkpoint(ckpt_dir)
-    resume_step = checkpoint_step(resume) if resume else None  # read now: rotation deletes it
+    return resume, (checkpoint_step(resume) if resume else None)  # read now: rotation deletes it
 
-    tokenizer = load_tokenizer(cfg)
+
+def _prepare_data(cfg: SFTConfig, run: RunDir, tokenizer, state: Any, resume_step: int | None):
     dataset, stats = build_dataset(
         cfg.data,
         tokenizer,
@@ -107,34 +133,18 @@ def _train(cfg: SFTConfig, run: RunDir, state: Any, callbacks: list[Any]) -> Pat
         max_length=cfg.max_length,
         drop_overlong=cfg.drop_overlong,
         seed=cfg.seed,
+        progress=state.is_main_process,
     )
-    if main_process:
-        _check_data(run, stats.fingerprint, resume)
+    if state.is_main_process:
+        _check_data(run, stats.fingerprint, resume_step is not None)
         write_json_atomic(run / "data.json", stats.to_dict())
         _say(state, f"data: {stats.summary()}")
         if stats.boundary_mismatch:
             _say(state, f"note: {stats.boundary_mismatch} prompts tokenise differently alone")
-        if resume is not None:
+        if resume_step is not None:
             trim_metrics(run / "metrics.jsonl", resume_step)
-            _say(state, f"resuming from {resume} (step {resume_step})")
-
-    model = load_model(cfg)
-    stop = StopOnSignal() if state.num_processes == 1 else None
-    extra = [MetricsLog(run / "metrics.jsonl"), *([stop] if stop else []), *callbacks]
-    trainer = build_trainer(cfg, model, tokenizer, dataset, extra, state.num_processes)
-    started = time.monotonic()
-    with stop or contextlib.nullcontext():
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if stop is not None and stop.fired:
-        raise KeyboardInterrupt  # a checkpoint was saved at the step where the signal came
-    training = _summary(trainer, result, stats, resume_step, time.monotonic() - started, state)
-    model_dir = save_final(trainer, cfg, run, stats, training, state)
-    if main_process:
-        run.mark_done(PHASE, model="model", **training)
-        if not cfg.keep_checkpoints:
-            remove_checkpoints(ckpt_dir)
-    state.wait_for_everyone()
-    return model_dir
+            _say(state, f"resuming from step {resume_step}")
+    return dataset, stats
 
 
 # ---------------------------------------------------------------- model, tokenizer, trainer
@@ -143,23 +153,30 @@ def _train(cfg: SFTConfig, run: RunDir, state: Any, callbacks: list[Any]) -> Pat
 def load_tokenizer(cfg: SFTConfig):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(cfg.base_model)
+    return AutoTokenizer.from_pretrained(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
 
 
 def load_model(cfg: SFTConfig):
-    """The base model in `cfg.dtype`, under Q-Sparse when `cfg.qsparse.enabled`."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    """The base model in `cfg.dtype`, dense: Q-Sparse goes on once the trainer is built.
 
-    kwargs: dict[str, Any] = {"dtype": "auto" if cfg.dtype == "auto" else getattr(torch, cfg.dtype)}
+    A base that was itself trained under Q-Sparse is loaded dense too (its `qsparse` settings
+    are dropped from the config), so a run with `qsparse.enabled: false` never saves a model
+    that claims a sparsity it was not trained with.
+    """
+    from leanstar.sparse.qsparse import load_model as load_causal_lm
+    from leanstar.sparse.qsparse import qsparse_settings, remove_qsparse
+
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(cfg.base_model, **kwargs)
-    if cfg.qsparse.enabled:
-        from leanstar.sparse.qsparse import apply_qsparse
-
-        apply_qsparse(model, cfg.qsparse)
-    return model
+    model = load_causal_lm(cfg.base_model, dtype=cfg.dtype, **kwargs)
+    if qsparse_settings(model) and not cfg.qsparse.enabled:
+        print(
+            f"leanstar sft: note: {cfg.base_model} was trained under Q-Sparse; it trains dense "
+            "here because qsparse.enabled is false",
+            flush=True,
+        )
+    return remove_qsparse(model)
 
 
 def training_args(cfg: SFTConfig, output_dir: str | Path, num_processes: int = 1):
@@ -216,20 +233,24 @@ def lora_config(cfg: SFTConfig):
     )
 
 
-def build_trainer(
-    cfg: SFTConfig, model, tokenizer, dataset, callbacks: Sequence[Any] = (), num_processes: int = 1
-):
-    """TRL's SFTTrainer on our prepared dataset (input_ids + completion_mask)."""
+def build_trainer(cfg: SFTConfig, model, tokenizer, dataset, callbacks=(), *, args=None):
+    """TRL's SFTTrainer on our prepared dataset (input_ids + completion_mask), with Q-Sparse
+    applied after PEFT wrapping (so LoRA branches see the sparse inputs too)."""
     from trl import SFTTrainer
 
-    return SFTTrainer(
+    from leanstar.sparse.schedule import prepare_qsparse_training
+
+    trainer = SFTTrainer(
         model=model,
-        args=training_args(cfg, Path(cfg.run_dir) / "checkpoints", num_processes),
+        args=args or training_args(cfg, Path(cfg.run_dir) / "checkpoints"),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(cfg) if cfg.lora else None,
         callbacks=list(callbacks),
     )
+    for callback in prepare_qsparse_training(trainer.model, cfg.qsparse):
+        trainer.add_callback(callback)
+    return trainer
 
 
 # ---------------------------------------------------------------- saving
@@ -250,10 +271,6 @@ def save_final(trainer, cfg: SFTConfig, run: RunDir, stats, training: dict, stat
         trainer.save_model(str(partial))
     if state.is_main_process:
         (partial / "training_args.bin").unlink(missing_ok=True)
-        if cfg.qsparse.enabled:
-            from leanstar.sparse.qsparse import save_qsparse_config
-
-            save_qsparse_config(partial, cfg.qsparse)
         write_card(partial, cfg, stats, training)
         if final.exists():  # a run killed after the rename, before mark_done
             shutil.rmtree(final)
@@ -266,10 +283,26 @@ def _merge_lora(cfg: SFTConfig, adapter: Path, out: Path, tokenizer) -> None:
     """Base + adapter merged into plain weights, so the checkpoint loads without peft."""
     from peft import PeftModel
 
-    base = load_model(cfg)
-    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    from leanstar.sparse.qsparse import apply_qsparse
+
+    _leave_zero3()
+    merged = PeftModel.from_pretrained(load_model(cfg), str(adapter)).merge_and_unload()
+    apply_qsparse(merged, cfg.qsparse)  # records the settings in config.json (no-op if dense)
     merged.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+
+
+def _leave_zero3() -> None:
+    """Training is over: let the main process load the base whole, not ZeRO-3 partitioned."""
+    try:
+        from transformers.integrations.deepspeed import (
+            is_deepspeed_zero3_enabled,
+            unset_hf_deepspeed_config,
+        )
+    except ImportError:
+        return
+    if is_deepspeed_zero3_enabled():
+        unset_hf_deepspeed_config()
 
 
 def _summary(trainer, result, stats, resume_step, wall_s: float, state) -> dict[str, Any]:
@@ -319,9 +352,9 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _check_data(run: RunDir, fingerprint: str, resume: Path | None) -> None:
+def _check_data(run: RunDir, fingerprint: str, resuming: bool) -> None:
     path = run / "data.json"
-    if resume is None or not path.exists():
+    if not resuming or not path.exists():
         return
     old = json.loads(path.read_text(encoding="utf-8")).get("fingerprint")
     if old != fingerprint:
