@@ -306,10 +306,14 @@ def _leave_zero3() -> None:
 
 
 def _summary(trainer, result, stats, resume_step, wall_s: float, state) -> dict[str, Any]:
+    """What the manifest and the model card say about training (`this_session`: since the
+    last start, which after a resume is not the whole run)."""
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     return {
         "steps": trainer.state.global_step,
         "epochs": round(trainer.state.epoch or 0.0, 4),
-        "train_loss_last_session": round(result.training_loss, 6),
+        "last_logged_loss": round(losses[-1], 6) if losses else None,
+        "mean_loss_this_session": round(result.training_loss, 6),
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "examples": stats.kept,
         "truncated": stats.truncated,
@@ -317,7 +321,7 @@ def _summary(trainer, result, stats, resume_step, wall_s: float, state) -> dict[
         "resumed_from_step": resume_step,
         "processes": state.num_processes,
         "device": str(trainer.args.device),
-        "wall_s_last_session": round(wall_s, 1),
+        "wall_s_this_session": round(wall_s, 1),
     }
 
 
