@@ -252,7 +252,7 @@ def _run_trl(run_dir: Path, model_dir: Path, data: Path, gpu: bool, max_steps, b
 # ---------------------------------------------------------------- model, data, report
 
 
-def _make_model(tmp: Path, gpu: bool) -> tuple[Path, str]:
+def _make_model(tmp: Path, gpu: bool, device: str = "cuda") -> tuple[Path, str]:
     from leanstar.models import build_tiny_qwen2, build_tokenizer
 
     if not gpu:
@@ -268,7 +268,7 @@ def _make_model(tmp: Path, gpu: bool) -> tuple[Path, str]:
         pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(device):  # initialised where it trains: seconds, not a minute on CPU
         model = Qwen2ForCausalLM(config).to(torch.bfloat16)
     out = tmp / "model"
     model.save_pretrained(out)
