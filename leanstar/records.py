@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -219,8 +220,7 @@ def _decode(value: Any, tp: Any, path: str) -> Any:
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise SchemaError(f"{path}: expected an object for {tp.__name__}")
-        hints = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
+        hints, names = _fields(tp)
         unknown = set(value) - names
         if unknown:
             raise SchemaError(f"{path}: unknown field(s) {sorted(unknown)} for {tp.__name__}")
@@ -253,3 +253,9 @@ def _decode(value: Any, tp: Any, path: str) -> Any:
     if tp in (int, str, bool) and type(value) is tp:
         return value
     raise SchemaError(f"{path}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[dict[str, Any], frozenset[str]]:
+    """Resolved field types and names of a record class (resolving is slow; records are many)."""
+    return typing.get_type_hints(cls), frozenset(f.name for f in dataclasses.fields(cls))

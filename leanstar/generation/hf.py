@@ -79,35 +79,42 @@ class HFGenerator:
         return [samples[k * params.n : (k + 1) * params.n] for k in range(len(prompts))]
 
     def _sample(self, ids, logps, params: SamplingParams) -> Sample:
-        tok = self._tokenizer
-        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {tok.eos_token_id}
-        ids, logps = ids.tolist(), logps.tolist()
-        cut = next((i for i, t in enumerate(ids) if t in eos), None)
-        kept = ids if cut is None else ids[:cut]
-        text = tok.decode(kept, skip_special_tokens=True)
-        ends = _token_ends(tok, kept)
-        stop_at = min((text.find(s) for s in params.stop if s in text), default=-1)
-        if stop_at >= 0:
-            # Count the tokens up to the one that completes the stop string, as vLLM does.
-            stop_end = stop_at + len(next(s for s in params.stop if text.find(s) == stop_at))
-            counted = next(i + 1 for i, e in enumerate(ends) if e >= stop_end)
-            text, finish = text[:stop_at], "stop"
-        elif cut is not None:
-            counted, finish = cut + 1, "stop"  # the end-of-sequence token is part of the sample
-        else:
-            counted, finish = len(kept), "length"
-        token_logps = tuple(logps[:counted])
-        return Sample(
-            text=text,
-            logprob=float(sum(token_logps)),
-            num_tokens=counted,
-            finish_reason=finish,
-            token_logprobs=token_logps,
-            token_ends=tuple(min(e, len(text)) for e in ends[:counted]),
-        )
+        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {
+            self._tokenizer.eos_token_id
+        }
+        return build_sample(self._tokenizer, eos, ids, logps, params)
 
     def close(self) -> None:
         self.model = None
+
+
+def build_sample(tok, eos, ids, logps, params: SamplingParams) -> Sample:
+    """One `Sample` from a row of new token ids and their log-probs (1-D tensors): cut at
+    the first end-of-sequence id in `eos` or the first stop string. Shared by the samplers."""
+    ids, logps = ids.tolist(), logps.tolist()
+    cut = next((i for i, t in enumerate(ids) if t in eos), None)
+    kept = ids if cut is None else ids[:cut]
+    text = tok.decode(kept, skip_special_tokens=True)
+    ends = _token_ends(tok, kept)
+    stop_at = min((text.find(s) for s in params.stop if s in text), default=-1)
+    if stop_at >= 0:
+        # Count the tokens up to the one that completes the stop string, as vLLM does.
+        stop_end = stop_at + len(next(s for s in params.stop if text.find(s) == stop_at))
+        counted = next(i + 1 for i, e in enumerate(ends) if e >= stop_end)
+        text, finish = text[:stop_at], "stop"
+    elif cut is not None:
+        counted, finish = cut + 1, "stop"  # the end-of-sequence token is part of the sample
+    else:
+        counted, finish = len(kept), "length"
+    token_logps = tuple(logps[:counted])
+    return Sample(
+        text=text,
+        logprob=float(sum(token_logps)),
+        num_tokens=counted,
+        finish_reason=finish,
+        token_logprobs=token_logps,
+        token_ends=tuple(min(e, len(text)) for e in ends[:counted]),
+    )
 
 
 def _as_list(value) -> list[int]:

@@ -7,6 +7,10 @@ asked, so it is neither an error nor a success. A proof "verified" here has only
 recorded path; everything it produces is labelled `REPLAY_LABEL`, "replay (not checked by
 Lean)". It exists for tests and the offline demo.
 
+`verify` applies the same textual soundness screen as the Lean backends before it retraces a
+proof, so a replayed "proof" that writes `sorry` (or anything else the screen bans) is refused
+with the same reason everywhere.
+
 The recording is a graph per theorem (state -> tactic -> state), not a list: LeanDojo traces
 nested tactic blocks as separate steps, so a theorem's steps need not form one chain.
 """
@@ -23,7 +27,9 @@ from leanstar.lean.env import (
     StartResult,
     TacticResult,
     UnknownToReplay,
+    assemble_proof,
 )
+from leanstar.lean.screen import screen_proof
 from leanstar.records import REPLAY_LABEL, Theorem, Verdict
 
 NO_GOALS = "no goals"
@@ -37,7 +43,8 @@ def normalize_tactic(tactic: str) -> str:
 class ReplayEnv:
     label = REPLAY_LABEL
 
-    def __init__(self, theorems: list[LeanDojoTheorem]) -> None:
+    def __init__(self, theorems: list[LeanDojoTheorem], allow_native_decide: bool = False) -> None:
+        self.allow_native_decide = allow_native_decide
         self._initial: dict[str, str] = {}
         self._edges: dict[str, dict[tuple[str, str], str]] = defaultdict(dict)
         for thm in theorems:
@@ -49,8 +56,8 @@ class ReplayEnv:
                 self._edges[thm.full_name][key] = step.state_after
 
     @classmethod
-    def from_file(cls, path: str) -> ReplayEnv:
-        return cls(load_leandojo(path))
+    def from_file(cls, path: str, allow_native_decide: bool = False) -> ReplayEnv:
+        return cls(load_leandojo(path), allow_native_decide)
 
     def knows(self, theorem_name: str) -> bool:
         return theorem_name in self._initial
@@ -73,8 +80,13 @@ class ReplayEnv:
         return ProofState(theorem, after, tactics)
 
     async def verify(self, theorem: Theorem, tactics: tuple[str, ...]) -> Verdict:
-        """Retrace `tactics` through the recording. Lean checks nothing here, and the verdict
-        says so; the textual soundness screen is applied by the caller's verifier."""
+        """Screen the proof text, then retrace `tactics` through the recording. Lean checks
+        nothing here, and the verdict says so."""
+        finding = screen_proof(
+            assemble_proof(tactics), allow_native_decide=self.allow_native_decide
+        )
+        if finding is not None:
+            return Verdict(False, finding.reason, REPLAY_LABEL)
         if theorem.name not in self._initial:
             return Verdict(
                 False, f"theorem {theorem.name!r} is not in the replay recording", REPLAY_LABEL
