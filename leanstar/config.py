@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 C = TypeVar("C")
+
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ConfigError(ValueError):
@@ -360,6 +363,8 @@ def coerce(value: Any, tp: Any, key: str, loc: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads `1e-5` (no dot) as a string
         raise ConfigError(f"{loc}: {key!r} must be a number, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
