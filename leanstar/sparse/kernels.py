@@ -50,11 +50,10 @@ def _row_block(n: int) -> int:
     return triton.next_power_of_2(n)
 
 
-_ROW_WARPS: dict[int, int] = {}  # row length -> warps measured best by `tune_select`
-
-
 def _row_warps(n: int) -> int:
-    return _ROW_WARPS.get(n) or (4 if n <= 2048 else 8 if n <= 8192 else 16)
+    """Warps of a one-program-per-row kernel (measured best on an H100 for the bitwise search:
+    bench/RESULTS.md)."""
+    return 4 if n <= 2048 else 8 if n <= 8192 else 16
 
 
 # ---------------------------------------------------------------- selection
@@ -210,9 +209,12 @@ KINDS = ("select", "add_rmsnorm", "act_mul")  # the op a selection is fused into
 _PLANS: dict[tuple, SelectPlan] = {}
 
 
-def select_plan(kind: str, rows: int, n: int, dtype: torch.dtype) -> SelectPlan:
-    """The plan `tune_select_site` measured best for this site, else the bitwise search."""
-    plan = _PLANS.get((kind, _tile_rows(rows), n, dtype))
+def select_plan(
+    kind: str, rows: int, n: int, dtype: torch.dtype, plan: SelectPlan | None = None
+) -> SelectPlan:
+    """`plan` if given, else the one `tune_select_site` measured best for this site, else the
+    bitwise search (also for a multi-program plan on fp32 rows, which it does not handle)."""
+    plan = plan or _PLANS.get((kind, _tile_rows(rows), n, dtype))
     if plan is None or (plan.method == "multi" and _magnitude_bits(dtype) != 15):
         return SelectPlan()
     return plan
@@ -405,7 +407,7 @@ def select_topk(
     assert x.dim() == 2 and x.stride(1) == 1, "select_topk wants a row-major (B, N) tensor"
     out = torch.empty_like(x) if out is None else out
     n = x.shape[1]
-    plan = plan or select_plan("select", x.shape[0], n, x.dtype)
+    plan = select_plan("select", x.shape[0], n, x.dtype, plan)
     st, idx, val, stride_c, flags = _selection_args(x, k, state, compact, plan)
     if plan.method == "multi":
         _multi_select(x, out, n, k, compact, plan)
@@ -466,7 +468,7 @@ def add_rmsnorm_select(
     selects in place: one launch more).
     """
     n = h.shape[1]
-    plan = plan or select_plan("add_rmsnorm", h.shape[0], n, h.dtype)
+    plan = select_plan("add_rmsnorm", h.shape[0], n, h.dtype, plan)
     multi = k is not None and plan.method == "multi"
     st, idx, val, stride_c, flags = _selection_args(h, k or 1, state, compact, plan)
     _add_rmsnorm_select_kernel[(h.shape[0],)](
@@ -522,7 +524,7 @@ def act_mul_select(
     `select_topk` (a "multi" plan computes act * up in its first pass)."""
     n = out.shape[1]
     assert gate_up.shape[1] == 2 * n and gate_up.stride(1) == 1
-    plan = plan or select_plan("act_mul", out.shape[0], n, out.dtype)
+    plan = select_plan("act_mul", out.shape[0], n, out.dtype, plan)
     st, idx, val, stride_c, flags = _selection_args(out, k or 1, state, compact, plan)
     if k is not None and plan.method == "multi":
         _multi_select(gate_up, out, n, k, compact, plan, producer=2 if relu2 else 1)
@@ -803,31 +805,100 @@ def tune_gemv(
     return best, best_us
 
 
-def tune_select(n: int, dtype: torch.dtype, rows: int = 1) -> tuple[int, dict]:
-    """Time the selection pre-pass for rows of `n` at several warp counts, cold (full search)
-    and warm (search started from the previous call's threshold); remember the best warps for
-    the warm path, which the decoder uses. Returns (best warps, {(warps, warm): median us})."""
-    x = torch.randn(rows, n, device="cuda", dtype=dtype)
-    y = torch.empty_like(x)
-    k = kept_features(0.5, n)
-    state = torch.zeros(rows, device="cuda", dtype=torch.int32)
-    compact = (
-        torch.empty(rows, k, device="cuda", dtype=torch.int32),
-        torch.empty(rows, k, device="cuda", dtype=dtype),
-    )
-    times = {}
-    default = _row_warps(n)
-    for warps in (8, 16, 32) if n > 8192 else (4, 8, 16) if n > 2048 else (2, 4, 8):
-        _ROW_WARPS[n] = warps
-        for warm in (False, True) if warps == default else (True,):
-            try:
-                times[(warps, warm)] = graph_time_us(
-                    lambda i, warm=warm: select_topk(
-                        x, k, y, state=state if warm else None, compact=compact
-                    )
-                )
-            except Exception as e:  # noqa: BLE001
-                print(f"tune_select: {warps} warps failed: {type(e).__name__}: {str(e)[:200]}")
-    best = min((w for w, warm in times if warm), key=lambda w: times[(w, True)])
-    _ROW_WARPS[n] = best
+def select_candidates(n: int, dtype: torch.dtype) -> list[SelectPlan]:
+    """Plans to time for rows of `n`: the bitwise search (the old path, always first), radix
+    select in one program, and, for wide 16-bit rows, the multi-program select at two chunk
+    sizes."""
+    plans = [SelectPlan("search"), SelectPlan("radix")]
+    if _magnitude_bits(dtype) == 15 and n >= 2048:
+        chunks = (1024, 2048) if n > 8192 else (512, 1024)
+        plans += [SelectPlan("multi", 4, c) for c in chunks]
+    return plans
+
+
+def _site_op(kind, rows, n, k, dtype, compact, relu2, sets, dev, gen=None):
+    """`(fn(i, plan, state), out, compact)` running selection site `kind` on input set i % sets
+    (random rows drawn from `gen`; add_rmsnorm updates its residual rows in place, as in the
+    decoder)."""
+    out = torch.empty(rows, n, device=dev, dtype=dtype)
+    cp = None
+    if compact:
+        cp = (
+            torch.empty(rows, k, device=dev, dtype=torch.int32),
+            torch.empty(rows, k, device=dev, dtype=dtype),
+        )
+    if kind == "select":
+        xs = [torch.randn(rows, n, device=dev, dtype=dtype, generator=gen) for _ in range(sets)]
+
+        def fn(i, plan, state):
+            return select_topk(xs[i % sets], k, out, state=state, compact=cp, plan=plan)
+
+    elif kind == "add_rmsnorm":
+        hs = [torch.randn(rows, n, device=dev, dtype=dtype, generator=gen) for _ in range(sets)]
+        deltas = [1e-3 * torch.randn(rows, n, device=dev, generator=gen) for _ in range(sets)]
+        w = 1 + 0.1 * torch.randn(n, device=dev, dtype=dtype, generator=gen)
+
+        def fn(i, plan, state):
+            j = i % sets
+            return add_rmsnorm_select(hs[j], deltas[j], w, 1e-6, k, out, state, cp, plan)
+
+    else:
+        gus = [torch.randn(rows, 2 * n, device=dev, generator=gen) for _ in range(sets)]
+
+        def fn(i, plan, state):
+            return act_mul_select(gus[i % sets], k, out, relu2, state, cp, plan)
+
+    return fn, out, cp
+
+
+def tune_select_site(
+    kind: str,
+    rows: int,
+    n: int,
+    dtype: torch.dtype,
+    density: float = 0.5,
+    compact: bool = False,
+    relu2: bool = False,
+    device: str = "cuda",
+    timer=graph_time_us,
+) -> tuple[SelectPlan, dict[SelectPlan, float]]:
+    """Time each candidate plan for selection site `kind` ("select": alone; "add_rmsnorm",
+    "act_mul": fused into that op) on this GPU, exactly as the decoder calls it (a warm-start
+    state, the compacted list if `compact`), and remember the fastest. Each candidate is first
+    checked against the bitwise search (same output, same list) on fresh inputs; a candidate
+    that fails to compile, run or match is dropped, with a line saying why, so the worst case is
+    the old path. Returns (plan, {plan: median us}); {} when this site was tuned before.
+    (`device`, `timer`: for tests of this logic on a CPU.)"""
+    known = _PLANS.get((kind, _tile_rows(rows), n, dtype))
+    if known is not None:
+        return known, {}
+    k = kept_features(density, n)
+    sets = 4
+    fn, _, _ = _site_op(kind, rows, n, k, dtype, compact, relu2, sets, device)
+    state = torch.zeros(rows, device=device, dtype=torch.int32)
+
+    def one_call(plan):  # the same fresh inputs for every plan
+        gen = torch.Generator(device=device).manual_seed(1234)
+        check_fn, check_out, check_cp = _site_op(
+            kind, rows, n, k, dtype, compact, relu2, 1, device, gen
+        )
+        check_fn(0, plan, None if plan.method == "search" else torch.zeros_like(state))
+        return check_out, *(check_cp or ())
+
+    want = one_call(SelectPlan())
+    times: dict[SelectPlan, float] = {}
+    for plan in select_candidates(n, dtype):
+        try:
+            if plan.method != "search":
+                got = one_call(plan)
+                if not all(torch.equal(a, b) for a, b in zip(got, want, strict=True)):
+                    raise AssertionError("output differs from the bitwise search's")
+            times[plan] = timer(lambda i, plan=plan: fn(i, plan, state))
+        except Exception as e:  # noqa: BLE001 - a plan this GPU cannot run is not a candidate
+            print(f"tune_select_site: {kind} n={n} rows={rows} {plan} dropped: "
+                  f"{type(e).__name__}: {str(e)[:200]}")  # fmt: skip
+    if not times:
+        raise RuntimeError(f"no selection plan ran for {kind} n={n} rows={rows}")
+    best = min(times, key=times.get)
+    set_select_plan(kind, rows, n, dtype, best)
     return best, times
