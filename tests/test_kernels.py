@@ -106,21 +106,23 @@ def test_radix_and_multi_program_selection_are_exact(dtype, plan, monkeypatch):
         assert kn.select_plan("select", 1, 300, dtype) == kn.SelectPlan()
         return
     n = 300
-    for rows, k in ((1, 1), (3, 150), (2, 299), (1, n)):
-        for ties in (False, True):
-            x = torch.randn(rows, n, device=DEV, dtype=dtype)
-            if ties:
-                x = torch.randint(-3, 4, (rows, n), device=DEV).to(dtype)
-                x[:, -7:] = 100.0  # the largest entries last
-            idx = torch.full((rows, k), -1, device=DEV, dtype=torch.int32)
-            val = torch.empty(rows, k, device=DEV, dtype=dtype)
-            got = kn.select_topk(x, k, compact=(idx, val), plan=plan)
-            want = ref.select_topk(x, k)
-            assert torch.equal(got, want), (rows, k, ties)
-            cols = (want != 0).nonzero()[:, 1].view(rows, k) if not ties else None
-            if ties:  # zeros in x: the kept set is the reference's mask, not x != 0
-                cols = ref.topk_keep(x, k).nonzero()[:, 1].view(rows, k)
-            assert torch.equal(idx.long(), cols) and torch.equal(val, x.gather(1, cols))
+    for rows, k, ties in (
+        (1, 1, False),
+        (3, 150, False),
+        (3, 150, True),
+        (2, 299, True),
+        (1, n, 0),
+    ):
+        x = torch.randn(rows, n, device=DEV, dtype=dtype)
+        if ties:
+            x = torch.randint(-3, 4, (rows, n), device=DEV).to(dtype)
+            x[:, -7:] = 100.0  # the largest entries last
+        idx = torch.full((rows, k), -1, device=DEV, dtype=torch.int32)
+        val = torch.empty(rows, k, device=DEV, dtype=dtype)
+        got = kn.select_topk(x, k, compact=(idx, val), plan=plan)
+        assert torch.equal(got, ref.select_topk(x, k)), (rows, k, ties)
+        cols = ref.topk_keep(x, k).nonzero()[:, 1].view(rows, k)  # (x may hold zeros)
+        assert torch.equal(idx.long(), cols) and torch.equal(val, x.gather(1, cols))
 
 
 def test_tuning_drops_a_failing_plan_and_keeps_the_fastest(monkeypatch):

@@ -807,13 +807,16 @@ def tune_gemv(
 
 def select_candidates(n: int, dtype: torch.dtype) -> list[SelectPlan]:
     """Plans to time for rows of `n`: the bitwise search (the old path, always first), radix
-    select in one program, and, for wide 16-bit rows, the multi-program select at two chunk
-    sizes."""
+    select in one program, and, for 16-bit rows of 4096 or more, the multi-program select at
+    two chunk sizes (narrower rows: three launches cannot beat one; and each candidate costs
+    Triton compilations at tuning time)."""
     plans = [SelectPlan("search"), SelectPlan("radix")]
-    if _magnitude_bits(dtype) == 15 and n >= 2048:
-        chunks = (1024, 2048) if n > 8192 else (512, 1024)
-        plans += [SelectPlan("multi", 4, c) for c in chunks]
+    if _magnitude_bits(dtype) == 15 and n >= MULTI_MIN_WIDTH:
+        plans += [SelectPlan("multi", 4, c) for c in (1024, 2048)]
     return plans
+
+
+MULTI_MIN_WIDTH = 4096
 
 
 def _site_op(kind, rows, n, k, dtype, compact, relu2, sets, dev, gen=None):
