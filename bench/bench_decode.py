@@ -176,7 +176,7 @@ def select_lines(models, dtype, log, clock) -> list[dict]:
         sites += [("add_rmsnorm", 1, s.hidden), ("act_mul", 1, s.intermediate)]
     widths = sorted({n for _, shape in models for _, n, _ in projections(shape)})
     sites += [("select", 1, n) for n in widths]
-    sites += [("select", 16, n) for n in widths if n >= kn.MULTI_MIN_WIDTH]
+    sites += [("select", 16, n) for n in widths if n > COMPACT_MAX_WIDTH]
     log(
         "| site | N | batch | "
         + " | ".join(SELECT_COLUMNS)
@@ -274,11 +274,12 @@ def check_kernels(models, device, dtype, log) -> list[str]:
     # Selection plans other than the bitwise search: exact on every width, batch 1/4/16.
     widths = sorted({n for _, shape in models for _, n, _ in projections(shape)})
     plans = [kn.SelectPlan("radix")] + [kn.SelectPlan("multi", 4, c) for c in (1024, 2048)]
-    wide = [n for n in widths if n >= kn.MULTI_MIN_WIDTH] or widths  # where multi is tried
     for plan in plans:
+        # Where the tuner tries it (every width on a dry run, whose widths are all narrow).
+        checked = [n for n in widths if plan in kn.select_candidates(n, dtype)] or widths
         try:
             exact = True
-            for n in widths if plan.method == "radix" else wide:
+            for n in checked:
                 k = torch_ops.kept_features(0.5, n)
                 for b in (1, 4, 16):
                     x = torch.randn(b, n, device=device, dtype=dtype)
@@ -288,7 +289,6 @@ def check_kernels(models, device, dtype, log) -> list[str]:
                     want = torch_ops.select_topk(x, k)
                     cols = torch_ops.topk_keep(x, k).nonzero()[:, 1].view(b, k)
                     exact &= torch.equal(sel, want) and torch.equal(cp[0].long(), cols)
-            checked = widths if plan.method == "radix" else wide
             lines.append(f"selection {plan} == reference (widths {checked}, batch 1/4/16): {exact}")
         except Exception as e:  # noqa: BLE001 - the tuner drops such a plan too
             lines.append(f"selection {plan} FAILED: {type(e).__name__}: {str(e)[:300]}")

@@ -84,7 +84,10 @@ class Decoder:
                 tune_gemv(rows, n, m, dtype, density=kept / n)
             for kind, n, kept in selections:
                 compact = rows == 1 and n <= COMPACT_MAX_WIDTH  # as DecodeModel compacts
-                tune_select_site(kind, rows, n, dtype, kept / n, compact, k.relu2)
+                try:
+                    tune_select_site(kind, rows, n, dtype, kept / n, compact, k.relu2)
+                except Exception as e:  # noqa: BLE001 - the site keeps the bitwise search
+                    print(f"selection tuning failed for {kind} n={n} rows={rows}: {e!r}")
 
     def _ensure(self, max_seq: int) -> DecodeModel:
         if self.model is None or self.model.max_seq < max_seq:

@@ -807,12 +807,12 @@ def tune_gemv(
 
 def select_candidates(n: int, dtype: torch.dtype) -> list[SelectPlan]:
     """Plans to time for rows of `n`: the bitwise search (the old path, always first), radix
-    select in one program, and, for 16-bit rows of 4096 or more, the multi-program select at
-    two chunk sizes (narrower rows: three launches cannot beat one; and each candidate costs
-    Triton compilations at tuning time)."""
+    select in one program, and, for 16-bit rows of 4096 or more, the multi-program select
+    (1024-wide chunks; also 2048 above 8192 wide). Narrower rows: three launches cannot beat
+    one; and each candidate costs Triton compilations at tuning time."""
     plans = [SelectPlan("search"), SelectPlan("radix")]
     if _magnitude_bits(dtype) == 15 and n >= MULTI_MIN_WIDTH:
-        plans += [SelectPlan("multi", 4, c) for c in (1024, 2048)]
+        plans += [SelectPlan("multi", 4, c) for c in ((1024, 2048) if n > 8192 else (1024,))]
     return plans
 
 
