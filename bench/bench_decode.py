@@ -120,7 +120,8 @@ def bench_kernels(models, clock, bw, device, dtype, batches, densities, log) -> 
                 dense_floor = (n * m + b * n + b * m) * dtype.itemsize / bw * 1e6
                 row = dict(model=model_name, proj=proj, n=n, m=m, batch=b, dense_us=dense_us,
                            dense_floor_us=dense_floor, copies=copies,
-                           config=str(tuned.get(1 if b == 1 else 16, "default")))  # fmt: skip
+                           config=str(tuned.get(1 if b == 1 else 16, "default")),
+                           select=str(kn.select_plan("select", b, n, dtype)))  # fmt: skip
                 for d in densities:
                     k = torch_ops.kept_features(d, n)
                     outs = [torch.empty(b, m, device=device) for _ in range(copies)]
@@ -165,20 +166,55 @@ def kernel_header(densities) -> str:
     return f"| projection | batch | dense us (floor/time) | {cols} |\n|{sep}|"
 
 
-def select_lines(models, dtype, log) -> None:
+def select_lines(models, dtype, log, clock) -> list[dict]:
+    """Tune every selection site (the plans the kernels table and the decoder then use) and
+    print each candidate's time: the bitwise search is the old path."""
     from leanstar.sparse import kernels as kn
 
+    sites = []  # (kind, rows, n): the decoder's sites at batch 1, and each width alone
+    for _, s in models:
+        sites += [("add_rmsnorm", 1, s.hidden), ("act_mul", 1, s.intermediate)]
     widths = sorted({n for _, shape in models for _, n, _ in projections(shape)})
-    for n in widths:
-        best, times = kn.tune_select(n, dtype)
-        x16 = torch.randn(16, n, device="cuda", dtype=dtype)
-        k = torch_ops.kept_features(0.5, n)
-        st = torch.zeros(16, device="cuda", dtype=torch.int32)
-        us16 = kn.graph_time_us(lambda i, x=x16, k=k, st=st: kn.select_topk(x, k, state=st))
-        cells = ", ".join(
-            f"{w}w {'warm' if warm else 'cold'} {t:.1f}" for (w, warm), t in sorted(times.items())
-        )
-        log(f"select N={n}, batch 1 (us): {cells} -> {best} warps; batch 16 warm: {us16:.1f} us")
+    sites += [("select", 1, n) for n in widths]
+    sites += [("select", 16, n) for n in widths if n > COMPACT_MAX_WIDTH]
+    log(
+        "| site | N | batch | "
+        + " | ".join(SELECT_COLUMNS)
+        + " | chosen | old / chosen | tuning s |"
+    )
+    log("|" + "|".join(["---"] * (6 + len(SELECT_COLUMNS))) + "|")
+    rows_out = []
+    for kind, rows, n in sorted(set(sites), key=lambda t: (t[2], t[0], t[1])):
+        compact = rows == 1 and n <= COMPACT_MAX_WIDTH  # as the decoder and the kernels table
+        t0 = time.perf_counter()
+        try:
+            best, times = kn.tune_select_site(
+                kind, rows, n, dtype, 0.5, compact, device=DEVICE_OF[clock.gpu],
+                timer=clock.per_call_us,
+            )  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - then the site keeps the bitwise search
+            log(f"| {kind} | {n} | {rows} | tuning FAILED: {type(e).__name__}: {str(e)[:200]} |")
+            continue
+        by_name = {_plan_column(p): us for p, us in times.items()}
+        cells = [f"{by_name[c]:.1f}" if c in by_name else "-" for c in SELECT_COLUMNS]
+        old = times.get(kn.SelectPlan(), float("nan"))
+        log(f"| {kind} | {n} | {rows} | " + " | ".join(cells)
+            + f" | {_plan_column(best)} | {old / times[best]:.2f}x "
+            + f"| {time.perf_counter() - t0:.1f} |")  # fmt: skip
+        rows_out.append(dict(kind=kind, n=n, rows=rows, compact=compact, best=str(best),
+                             times={str(p): us for p, us in times.items()},
+                             tune_s=time.perf_counter() - t0))  # fmt: skip
+    return rows_out
+
+
+DEVICE_OF = {True: "cuda", False: "cpu"}
+SELECT_COLUMNS = ("search (old)", "radix", "multi 1024", "multi 2048")
+
+
+def _plan_column(plan) -> str:
+    if plan.method == "search":
+        return "search (old)"
+    return plan.method if plan.method == "radix" else f"multi {plan.chunk}"
 
 
 def naive_line(shape_name, n, m, clock, device, dtype) -> str:
@@ -235,6 +271,28 @@ def check_kernels(models, device, dtype, log) -> list[str]:
                 + ", ".join(f"{e:.1e}" for e in errs)
             )
             log(lines[-1])
+    # Selection plans other than the bitwise search: exact on every width, batch 1/4/16.
+    widths = sorted({n for _, shape in models for _, n, _ in projections(shape)})
+    plans = [kn.SelectPlan("radix")] + [kn.SelectPlan("multi", 4, c) for c in (1024, 2048)]
+    for plan in plans:
+        # Where the tuner tries it (every width on a dry run, whose widths are all narrow).
+        checked = [n for n in widths if plan in kn.select_candidates(n, dtype)] or widths
+        try:
+            exact = True
+            for n in checked:
+                k = torch_ops.kept_features(0.5, n)
+                for b in (1, 4, 16):
+                    x = torch.randn(b, n, device=device, dtype=dtype)
+                    cp = (torch.empty(b, k, device=device, dtype=torch.int32),
+                          torch.empty(b, k, device=device, dtype=dtype))  # fmt: skip
+                    sel = kn.select_topk(x, k, compact=cp, plan=plan)
+                    want = torch_ops.select_topk(x, k)
+                    cols = torch_ops.topk_keep(x, k).nonzero()[:, 1].view(b, k)
+                    exact &= torch.equal(sel, want) and torch.equal(cp[0].long(), cols)
+            lines.append(f"selection {plan} == reference (widths {checked}, batch 1/4/16): {exact}")
+        except Exception as e:  # noqa: BLE001 - the tuner drops such a plan too
+            lines.append(f"selection {plan} FAILED: {type(e).__name__}: {str(e)[:300]}")
+        log(lines[-1])
     # Fused elementwise kernels vs their twins (GPU rounds to nearest like torch).
     s = models[0][1]
     b = 4
@@ -471,7 +529,7 @@ def main(argv: list[str] | None = None) -> None:
     # Most wanted first: a run cut short by its time limit keeps what it measured (in $OUT).
     steps = [
         ("check", lambda: check_kernels(models, device, dtype, log)),
-        ("kernels", lambda: select_section(models, device, dtype, log)),
+        ("kernels", lambda: select_section(models, device, dtype, log, clock)),
         ("e2e", lambda: e2e_section(models, device, dtype, bw, new_tokens, hf_tokens, log, args)),
         (
             "kernels",
@@ -496,9 +554,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def kernels_section(models, clock, bw, device, dtype, batches, densities, log):
     log("\n## Kernels: dense cuBLAS vs fused sparse linear (select + zero + sparse GEMV)\n")
-    log("Selection warm-started from the previous call (a different random row each call);")
-    log("batch 1 uses the tuned GEMV (gather over the compacted list for inputs up to")
-    log(f"{COMPACT_MAX_WIDTH} wide, as the decoder does; else masked rows).\n")
+    log("Selection: the plan tuned in the selection table above for this width and batch")
+    log("(the bitwise search warm-started from the previous call where none was tuned; a")
+    log("different random row each call); batch 1 uses the tuned GEMV (gather over the compacted")
+    log(
+        f"list for inputs up to {COMPACT_MAX_WIDTH} wide, as the decoder does; else masked rows).\n"
+    )
     log(kernel_header(densities))
     rows = bench_kernels(models, clock, bw, device, dtype, batches, densities, log)
     if device.type == "cuda":
@@ -509,11 +570,21 @@ def kernels_section(models, clock, bw, device, dtype, batches, densities, log):
     return rows
 
 
-def select_section(models, device, dtype, log):
-    if device.type == "cuda":
-        log("## Selection pre-pass alone, batch 1: full search (cold) vs started from the previous")
-        log("call's threshold (warm; here the same row again, so the start always fits)\n")
-        select_lines(models, dtype, log)
+def select_section(models, device, dtype, log, clock):
+    from leanstar.sparse.kernels import MULTI_MIN_WIDTH
+
+    log("## Selection: old bitwise search vs radix select vs multi-program radix select\n")
+    log("Median us per call, CUDA-graph replays of 20 calls over 4 fresh random input sets, as")
+    log("the decoder calls each site: `select` = the selection alone (o-projection input; every")
+    log("width for the kernels table), `add_rmsnorm` / `act_mul` = fused into that op (q/k/v and")
+    log("gate/up inputs / down input), warm-start state (used by the search only), compacted")
+    log(f"lists at batch 1 for widths up to {COMPACT_MAX_WIDTH}. Density 0.5. search (old) = one")
+    log("program per row, bitwise search warm-started from the previous call; radix = one program")
+    log("per row, 2 histogram passes; multi C = C-wide chunks on separate programs, 3 launches")
+    log(f"(tried for widths of {MULTI_MIN_WIDTH} and more).")
+    log("Every plan is checked equal to the search's output before it is timed; the fastest is")
+    log("used from here on (kernels table, end to end).\n")
+    return select_lines(models, dtype, log, clock)
 
 
 def e2e_section(models, device, dtype, bw, new_tokens, hf_tokens, log, args):

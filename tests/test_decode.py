@@ -154,3 +154,48 @@ def test_checkpoint_settings_select_the_sparse_path(tiny_model_dir, tmp_path):
     nm = SparseConfig(enabled=True, pattern="nm")
     with pytest.raises(NotImplementedError, match="pattern 'nm'"):
         CompiledGenerator(GeneratorConfig(backend="compiled", model=str(ckpt)), nm, "torch")
+
+
+@pytest.mark.skipif(not _triton_runs(), reason="needs triton (interpreter on CPU)")
+def test_selection_plans_give_the_same_bf16_decode(monkeypatch):
+    """The radix and multi-program selections keep exactly the inputs the bitwise search keeps
+    (ties included: bf16 ties often), so a bf16 decode step gives bit-identical logits with any
+    plan, at batch 1 (compacted lists) and 2."""
+    from leanstar.sparse import kernels as kn
+    from leanstar.sparse.decode_model import DecodeModel, Keep, Shape, Weights
+
+    shape = Shape(512, 64, 176, 1, 4, 2, 16, 1e-6, 1e4, 4096)
+    weights = Weights.random(shape, transposed=True, device="cpu", dtype=torch.bfloat16)
+    keep = Keep.from_ratios(shape, 0.5, 0.5)
+    plans = {
+        "add_rmsnorm": kn.SelectPlan("multi", num_warps=2, chunk=32),
+        "select": kn.SelectPlan("radix"),
+        "act_mul": kn.SelectPlan("multi", num_warps=2, chunk=64),
+    }
+    prompts = [torch.tensor([3, 14, 15, 92]), torch.tensor([65, 35, 89])]
+    multi_calls = []
+    multi = kn._multi_select
+    monkeypatch.setattr(
+        kn, "_multi_select", lambda *a, **kw: multi_calls.append(1) or multi(*a, **kw)
+    )
+
+    def logits(tuned: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(kn, "_PLANS", {})
+        for kind, plan in plans.items() if tuned else ():
+            for rows in (1, 2):
+                kn.set_select_plan(kind, rows, {"act_mul": 176}.get(kind, 64), torch.bfloat16, plan)
+        model = DecodeModel(weights, keep, max_batch=2, max_seq=16, impl="triton")
+        for row, ids in enumerate(prompts):
+            model.prefill(row, ids)
+        out = []
+        for rows in (1, 2):
+            model.tokens[:rows] = torch.tensor([7, 11][:rows])
+            out.append(model.step(rows).clone())
+            model.pos[:rows] += 1
+        return out
+
+    tuned = logits(True)
+    assert len(multi_calls) == 3 * 2  # three multi-program sites per layer (1 layer), 2 steps
+    for got, want in zip(tuned, logits(False), strict=True):
+        assert torch.equal(got, want)
+    assert len(multi_calls) == 6  # the untuned decoder runs the bitwise search

@@ -86,6 +86,70 @@ def test_select_topk_breaks_ties_by_lowest_index():
     assert torch.equal(kn.select_topk(many, 333), ref.select_topk(many, 333))
 
 
+# Selection plans other than the default bitwise search: radix select in one program, and the
+# multi-program radix select with several chunks per row (64 wide: 5 chunks for n=300) or one.
+PLANS = [
+    kn.SelectPlan("radix"),
+    kn.SelectPlan("multi", num_warps=2, chunk=64),
+    kn.SelectPlan("multi", num_warps=4, chunk=512),
+]
+
+
+@pytest.mark.parametrize("dtype", [*HALF, torch.float32])
+@pytest.mark.parametrize("plan", PLANS, ids=str)
+def test_radix_and_multi_program_selection_are_exact(dtype, plan, monkeypatch):
+    """Same output and same compacted lists as the reference, for any K, with many ties (small
+    integers) and without, including rows where the threshold sits in the last chunk."""
+    if plan.method == "multi" and dtype == torch.float32:  # 16-bit only: falls back
+        monkeypatch.setattr(kn, "_PLANS", {})
+        kn.set_select_plan("select", 1, 300, dtype, plan)
+        assert kn.select_plan("select", 1, 300, dtype) == kn.SelectPlan()
+        return
+    n = 300
+    for rows, k, ties in (
+        (1, 1, False),
+        (3, 150, False),
+        (3, 150, True),
+        (2, 299, True),
+        (1, n, 0),
+    ):
+        x = torch.randn(rows, n, device=DEV, dtype=dtype)
+        if ties:
+            x = torch.randint(-3, 4, (rows, n), device=DEV).to(dtype)
+            x[:, -7:] = 100.0  # the largest entries last
+        idx = torch.full((rows, k), -1, device=DEV, dtype=torch.int32)
+        val = torch.empty(rows, k, device=DEV, dtype=dtype)
+        got = kn.select_topk(x, k, compact=(idx, val), plan=plan)
+        assert torch.equal(got, ref.select_topk(x, k)), (rows, k, ties)
+        cols = ref.topk_keep(x, k).nonzero()[:, 1].view(rows, k)  # (x may hold zeros)
+        assert torch.equal(idx.long(), cols) and torch.equal(val, x.gather(1, cols))
+
+
+def test_tuning_drops_a_failing_plan_and_keeps_the_fastest(monkeypatch):
+    """`tune_select_site` checks each candidate against the bitwise search before timing it;
+    one that does not compile is dropped (and printed), the fastest of the rest is kept."""
+    monkeypatch.setattr(kn, "_PLANS", {})
+    broken = kn.SelectPlan("multi", num_warps=2, chunk=100)  # not a power of 2: cannot build
+    good = kn.SelectPlan("multi", num_warps=2, chunk=64)
+    plans = [kn.SelectPlan(), kn.SelectPlan("radix"), good, broken]
+    monkeypatch.setattr(kn, "select_candidates", lambda n, dtype: plans)
+
+    for kind in kn.KINDS:
+        fake_us = iter([9.0, 7.0, 5.0])  # the broken plan never reaches the timer
+
+        def timer(fn, fake_us=fake_us):
+            fn(0)
+            fn(1)
+            return next(fake_us)
+
+        best, times = kn.tune_select_site(
+            kind, 1, 200, torch.bfloat16, compact=True, device=DEV, timer=timer
+        )
+        assert best == good and broken not in times and len(times) == 3
+        assert kn.select_plan(kind, 1, 200, torch.bfloat16) == good
+        assert kn.tune_select_site(kind, 1, 200, torch.bfloat16, device=DEV) == (good, {})
+
+
 @pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("rows", [1, 2, 4, 16, 19])
 def test_sparse_gemv_matches_float64(dtype, rows):
@@ -161,7 +225,10 @@ def _check_fused(dense_got, dense_want, selected, k, dtype):
 
 
 @pytest.mark.parametrize("dtype", [*HALF, torch.float32])
-def test_add_rmsnorm_select(dtype):
+@pytest.mark.parametrize("plan", [kn.SelectPlan(), *PLANS[:2]], ids=str)
+def test_add_rmsnorm_select(dtype, plan):
+    if dtype == torch.float32 and plan.method != "search":
+        pytest.skip("fp32 radix: covered by the exactness test; multi: bf16/fp16 only")
     rows, n, k = 3, 200, 70
     h = torch.randn(rows, n, device=DEV, dtype=dtype)
     delta = torch.randn(rows, n, device=DEV)  # an fp32 accumulator, as the sparse GEMV leaves it
@@ -171,7 +238,7 @@ def test_add_rmsnorm_select(dtype):
     kn.add_rmsnorm_select(h_kernel, delta, w, 1e-6, None, normed)
     ref.add_rmsnorm_select(h_twin, delta, w, 1e-6, None, want)
     state = torch.zeros(rows, device=DEV, dtype=torch.int32)
-    kn.add_rmsnorm_select(h_again, delta, w, 1e-6, k, selected, state=state)
+    kn.add_rmsnorm_select(h_again, delta, w, 1e-6, k, selected, state=state, plan=plan)
     assert torch.equal(h_kernel, h_again)  # the residual add, written in place
     if dtype != torch.bfloat16:
         assert torch.equal(h_kernel, h_twin)
@@ -181,7 +248,10 @@ def test_add_rmsnorm_select(dtype):
 
 @pytest.mark.parametrize("dtype", [*HALF, torch.float32])
 @pytest.mark.parametrize("relu2", [False, True])
-def test_act_mul_select(dtype, relu2):
+@pytest.mark.parametrize("plan", [kn.SelectPlan(), *PLANS[:2]], ids=str)
+def test_act_mul_select(dtype, relu2, plan):
+    if dtype == torch.float32 and plan.method != "search":
+        pytest.skip("fp32 radix: covered by the exactness test; multi: bf16/fp16 only")
     rows, n, k = 4, 176, 88
     gate_up = torch.randn(rows, 2 * n, device=DEV)
     act, want, selected = (torch.empty(rows, n, device=DEV, dtype=dtype) for _ in range(3))
@@ -189,7 +259,7 @@ def test_act_mul_select(dtype, relu2):
     ref.act_mul_select(gate_up, None, want, relu2=relu2)
     idx = torch.empty(rows, k, device=DEV, dtype=torch.int32)
     val = torch.empty(rows, k, device=DEV, dtype=dtype)
-    kn.act_mul_select(gate_up, k, selected, relu2=relu2, compact=(idx, val))
+    kn.act_mul_select(gate_up, k, selected, relu2=relu2, compact=(idx, val), plan=plan)
     _check_fused(act, want, selected, k, dtype)
     assert torch.equal(val, selected.gather(1, idx.long()))
 

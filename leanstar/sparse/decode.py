@@ -61,19 +61,33 @@ class Decoder:
             self.tune()
 
     def tune(self) -> None:
-        """Time the sparse GEMV's candidate tiles for each projection shape on this GPU."""
-        from leanstar.sparse.kernels import tune_gemv
+        """Time, on this GPU, the sparse GEMV's candidate tiles for each projection shape and
+        the selection's candidate plans for each selection site (as the decode step calls
+        them: fused into add + RMSNorm, alone after attention, fused into act * up)."""
+        from leanstar.sparse.decode_model import COMPACT_MAX_WIDTH
+        from leanstar.sparse.kernels import tune_gemv, tune_select_site
 
-        s, k = self.weights.shape, self.keep
+        s, k, dtype = self.weights.shape, self.keep, self.weights.embed.dtype
         sites = [
             (s.hidden, s.qkv_dim, k.qkv),
             (s.heads * s.head_dim, s.hidden, k.o),
             (s.hidden, 2 * s.intermediate, k.gate_up),
             (s.intermediate, s.hidden, k.down),
         ]
-        for rows in {1, min(self.max_batch, 16)}:
+        selections = [
+            ("add_rmsnorm", s.hidden, k.qkv),
+            ("select", s.heads * s.head_dim, k.o),
+            ("act_mul", s.intermediate, k.down),
+        ]
+        for rows in sorted({1, min(self.max_batch, 16)}):
             for n, m, kept in sites:
-                tune_gemv(rows, n, m, self.weights.embed.dtype, density=kept / n)
+                tune_gemv(rows, n, m, dtype, density=kept / n)
+            for kind, n, kept in selections:
+                compact = rows == 1 and n <= COMPACT_MAX_WIDTH  # as DecodeModel compacts
+                try:
+                    tune_select_site(kind, rows, n, dtype, kept / n, compact, k.relu2)
+                except Exception as e:  # noqa: BLE001 - the site keeps the bitwise search
+                    print(f"selection tuning failed for {kind} n={n} rows={rows}: {e!r}")
 
     def _ensure(self, max_seq: int) -> DecodeModel:
         if self.model is None or self.model.max_seq < max_seq:

@@ -50,11 +50,10 @@ def _row_block(n: int) -> int:
     return triton.next_power_of_2(n)
 
 
-_ROW_WARPS: dict[int, int] = {}  # row length -> warps measured best by `tune_select`
-
-
 def _row_warps(n: int) -> int:
-    return _ROW_WARPS.get(n) or (4 if n <= 2048 else 8 if n <= 8192 else 16)
+    """Warps of a one-program-per-row kernel (measured best on an H100 for the bitwise search:
+    bench/RESULTS.md)."""
+    return 4 if n <= 2048 else 8 if n <= 8192 else 16
 
 
 # ---------------------------------------------------------------- selection
@@ -110,15 +109,49 @@ def _warm_search(bits, k, t0, NBITS: tl.constexpr, WIDTH_BITS: tl.constexpr):
 
 
 @triton.jit
+def _digit_pick(h, k, above, NB: tl.constexpr):
+    """One radix digit of the K-th largest: `h` counts, per digit value, the entries whose higher
+    digits equal the threshold's; `above` entries are known to be larger. Returns the digit
+    (the largest b with above + count(digit >= b) >= k) and the new count of larger entries."""
+    bins = tl.arange(0, NB)
+    at_least = tl.sum(h, axis=0) - tl.cumsum(h, axis=0) + h
+    b = tl.max(tl.where(above + at_least >= k, bins, 0), axis=0)
+    return b, above + tl.sum(tl.where(bins > b, h, 0), axis=0)
+
+
+@triton.jit
+def _radix_search(bits, valid, k, NBITS: tl.constexpr):
+    """The K-th largest of `bits` by radix select: one histogram per 8-bit digit from the top
+    (256 bins; the last digit has NBITS % 8 = 7 bits), each over the entries whose higher
+    digits match the threshold found so far: 2 passes for bf16/fp16, 4 for fp32."""
+    zero = tl.sum(bits * 0, axis=0)
+    t = zero
+    above = zero
+    for i in tl.static_range(NBITS // 8):
+        shift = NBITS - 8 * (i + 1)
+        match = valid & ((bits >> (shift + 8)) == (t >> (shift + 8)))
+        h = tl.histogram((bits >> shift) & 255, 256, mask=match)
+        b, above = _digit_pick(h, k, above, 256)
+        t = t | (b << shift)
+    match = valid & ((bits >> 7) == (t >> 7))
+    h = tl.histogram(bits & 127, 128, mask=match)
+    b, above = _digit_pick(h, k, above, 128)
+    return t | b
+
+
+@triton.jit
 def _select(
     y, valid, offs, k, row, y_ptr, stride_y, state_ptr, idx_ptr, val_ptr, stride_c,
-    NBITS: tl.constexpr, WARM: tl.constexpr, COMPACT: tl.constexpr,
+    NBITS: tl.constexpr, WARM: tl.constexpr, COMPACT: tl.constexpr, RADIX: tl.constexpr,
 ):  # fmt: skip
     """Keep the `k` largest |y| of the row (ties: lowest index), store the masked row, and, if
-    COMPACT, the kept indices and values in index order. WARM: start from (and update) the
-    row's threshold in `state_ptr`."""
+    COMPACT, the kept indices and values in index order. RADIX: find the threshold by radix
+    select (histograms); else by the bitwise search, which, if WARM, starts from (and updates)
+    the row's threshold in `state_ptr`."""
     bits = _magnitude(y, valid, NBITS)
-    if WARM:
+    if RADIX:
+        t = _radix_search(bits, valid, k, NBITS)
+    elif WARM:
         t0 = tl.load(state_ptr + row)
         t = _warm_search(bits, k, t0, NBITS, 5 + NBITS - 15)
         tl.store(state_ptr + row, t)
@@ -142,6 +175,7 @@ def _select(
 def _select_kernel(
     x_ptr, y_ptr, n, k, stride_x, stride_y, state_ptr, idx_ptr, val_ptr, stride_c,
     BLOCK: tl.constexpr, NBITS: tl.constexpr, WARM: tl.constexpr, COMPACT: tl.constexpr,
+    RADIX: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
@@ -149,11 +183,49 @@ def _select_kernel(
     x = tl.load(x_ptr + row * stride_x + offs, mask=valid, other=0.0)
     _select(
         x, valid, offs, k, row, y_ptr, stride_y, state_ptr, idx_ptr, val_ptr, stride_c,
-        NBITS, WARM, COMPACT,
+        NBITS, WARM, COMPACT, RADIX,
     )  # fmt: skip
 
 
-def _selection_args(like: torch.Tensor, k: int, state, compact) -> tuple:
+# ---------------------------------------------------------------- selection plans
+
+
+@dataclass(frozen=True)
+class SelectPlan:
+    """How one selection site runs. "search": one program per row, bitwise search (warm-started
+    when the caller passes a state); "radix": one program per row, radix select (2 histogram
+    passes for 16-bit types); "multi": `chunk`-wide slices of each row on separate programs,
+    three launches (hi-digit histograms -> lo-digit histograms -> mask; 16-bit types only)."""
+
+    method: str = "search"
+    num_warps: int = 0  # 0: by row length (one-program methods) / 4 (multi)
+    chunk: int = 1024
+
+    def warps(self, n: int) -> int:
+        return self.num_warps or (_row_warps(n) if self.method != "multi" else 4)
+
+
+KINDS = ("select", "add_rmsnorm", "act_mul")  # the op a selection is fused into
+_PLANS: dict[tuple, SelectPlan] = {}
+
+
+def select_plan(
+    kind: str, rows: int, n: int, dtype: torch.dtype, plan: SelectPlan | None = None
+) -> SelectPlan:
+    """`plan` if given, else the one `tune_select_site` measured best for this site, else the
+    bitwise search (also for a multi-program plan on fp32 rows, which it does not handle)."""
+    plan = plan or _PLANS.get((kind, _tile_rows(rows), n, dtype))
+    if plan is None or (plan.method == "multi" and _magnitude_bits(dtype) != 15):
+        return SelectPlan()
+    return plan
+
+
+def set_select_plan(kind: str, rows: int, n: int, dtype: torch.dtype, plan: SelectPlan) -> None:
+    assert kind in KINDS and plan.method in ("search", "radix", "multi"), plan
+    _PLANS[(kind, _tile_rows(rows), n, dtype)] = plan
+
+
+def _selection_args(like: torch.Tensor, k: int, state, compact, plan: SelectPlan) -> tuple:
     """Kernel arguments for the optional warm-start state and compacted output."""
     n = like.shape[1]
     assert 1 <= k <= n < 2**15, f"top-K needs 1 <= K <= N < 32768, got K={k}, N={n}"
@@ -169,9 +241,153 @@ def _selection_args(like: torch.Tensor, k: int, state, compact) -> tuple:
         val,
         idx.stride(0) if compact is not None else 0,
         dict(
-            NBITS=_magnitude_bits(like.dtype), WARM=state is not None, COMPACT=compact is not None
+            NBITS=_magnitude_bits(like.dtype),
+            WARM=state is not None,
+            COMPACT=compact is not None,
+            RADIX=plan.method == "radix",
         ),
     )
+
+
+# ---------------------------------------------------------------- multi-program selection
+#
+# For wide rows one program per row leaves the GPU idle while it counts (23.7 us for an
+# 18944-wide row on an H100). Here each row is cut into chunks, one program each, and the
+# threshold is found by a two-digit radix select on the 15 magnitude bits:
+#   pass 1: each chunk's histogram of the high 8 bits (256 bins), stored per chunk;
+#   pass 2: every program sums those into the row's histogram and picks the high digit b1;
+#           it stores its chunk's histogram of the low 7 bits among entries with high digit
+#           b1 (128 bins) and its count of entries with a higher high digit;
+#   pass 3: every program sums pass 2's output into the threshold t = b1:b2 and the count of
+#           entries above it, masks its chunk, and breaks ties at t by lowest index from the
+#           tied counts of the chunks before its own (and, to compact, their kept counts).
+# Per-chunk stores instead of atomics: nothing to zero, and the sums are deterministic.
+
+
+@triton.jit
+def _mp_hist_hi_kernel(
+    src_ptr, y_ptr, h1_ptr, n, stride_src, stride_y, P,
+    PRODUCER: tl.constexpr, CHUNK: tl.constexpr, NBITS: tl.constexpr,
+):  # fmt: skip
+    """Pass 1. PRODUCER 0: the row is `src`; 1 / 2: `src` = [gate | up] (fp32), the row is
+    SiLU(gate) * up / ReLU(gate)^2 * up, written (unmasked) to `y` for passes 2 and 3."""
+    row = tl.program_id(0)
+    p = tl.program_id(1)
+    offs = p * CHUNK + tl.arange(0, CHUNK)
+    valid = offs < n
+    if PRODUCER == 0:
+        y = tl.load(src_ptr + row * stride_src + offs, mask=valid, other=0.0)
+    else:
+        dtype = y_ptr.dtype.element_ty
+        g = tl.load(src_ptr + row * stride_src + offs, mask=valid, other=0.0)
+        g = g.to(dtype).to(tl.float32)
+        u = tl.load(src_ptr + row * stride_src + n + offs, mask=valid, other=0.0).to(dtype)
+        if PRODUCER == 2:
+            r = tl.maximum(g, 0.0)
+            a = (r * r).to(dtype)
+        else:
+            a = (g * tl.sigmoid(g)).to(dtype)
+        y = (a.to(tl.float32) * u.to(tl.float32)).to(dtype)
+        tl.store(y_ptr + row * stride_y + offs, y, mask=valid)
+    bits = _magnitude(y, valid, NBITS)
+    h = tl.histogram(bits >> 7, 256, mask=valid)
+    tl.store(h1_ptr + (row * P + p) * 256 + tl.arange(0, 256), h)
+
+
+@triton.jit
+def _mp_hist_lo_kernel(
+    x_ptr, stride_x, h1_ptr, h2_ptr, above_ptr, b1_ptr, n, k, P,
+    PP: tl.constexpr, CHUNK: tl.constexpr, NBITS: tl.constexpr,
+):  # fmt: skip
+    """Pass 2: the high digit b1 (every program computes it; program 0 stores it), then this
+    chunk's low-digit histogram among entries with high digit b1, and its count above b1."""
+    row = tl.program_id(0)
+    p = tl.program_id(1)
+    chunks = tl.arange(0, PP)
+    bins = tl.arange(0, 256)
+    tile = tl.load(
+        h1_ptr + (row * P + chunks[:, None]) * 256 + bins[None, :],
+        mask=(chunks < P)[:, None], other=0,
+    )  # fmt: skip
+    b1, _ = _digit_pick(tl.sum(tile, axis=0), k, 0, 256)
+    offs = p * CHUNK + tl.arange(0, CHUNK)
+    valid = offs < n
+    bits = _magnitude(tl.load(x_ptr + row * stride_x + offs, mask=valid, other=0.0), valid, NBITS)
+    hi = bits >> 7
+    h = tl.histogram(bits & 127, 128, mask=valid & (hi == b1))
+    tl.store(h2_ptr + (row * P + p) * 128 + tl.arange(0, 128), h)
+    tl.store(above_ptr + row * P + p, tl.sum((valid & (hi > b1)).to(tl.int32), axis=0))
+    tl.store(b1_ptr + row, b1, mask=p == 0)
+
+
+@triton.jit
+def _mp_mask_kernel(
+    x_ptr, stride_x, y_ptr, stride_y, h2_ptr, above_ptr, b1_ptr, n, k, P,
+    idx_ptr, val_ptr, stride_c,
+    PP: tl.constexpr, CHUNK: tl.constexpr, NBITS: tl.constexpr, COMPACT: tl.constexpr,
+):  # fmt: skip
+    """Pass 3: the threshold, this chunk's masked entries (ties: lowest index), and, if
+    COMPACT, its kept indices and values at their places in the row's index-ordered list."""
+    row = tl.program_id(0)
+    p = tl.program_id(1)
+    chunks = tl.arange(0, PP)
+    bins = tl.arange(0, 128)
+    tile = tl.load(
+        h2_ptr + (row * P + chunks[:, None]) * 128 + bins[None, :],
+        mask=(chunks < P)[:, None], other=0,
+    )  # fmt: skip
+    above_chunks = tl.load(above_ptr + row * P + chunks, mask=chunks < P, other=0)
+    b2, above = _digit_pick(tl.sum(tile, axis=0), k, tl.sum(above_chunks, axis=0), 128)
+    t = (tl.load(b1_ptr + row) << 7) | b2
+    room = k - above
+    before = (chunks < p)[:, None]
+    tied_before = tl.sum(tl.sum(tl.where(before & (bins == b2)[None, :], tile, 0), axis=1), axis=0)
+    offs = p * CHUNK + tl.arange(0, CHUNK)
+    valid = offs < n
+    y = tl.load(x_ptr + row * stride_x + offs, mask=valid, other=0.0)
+    bits = _magnitude(y, valid, NBITS)
+    is_above = bits > t
+    tied = bits == t
+    scan = tl.cumsum(is_above.to(tl.int32) + (tied.to(tl.int32) << 16), axis=0)
+    n_tied = (scan >> 16) + tied_before  # tied entries of the row up to and including i
+    keep = is_above | (tied & (n_tied <= room))
+    tl.store(y_ptr + row * stride_y + offs, tl.where(keep, y, 0.0).to(y.dtype), mask=valid)
+    if COMPACT:
+        larger = tl.where(before & (bins > b2)[None, :], tile, 0)
+        above_before = tl.sum(tl.where(chunks < p, above_chunks, 0), axis=0) + tl.sum(
+            tl.sum(larger, axis=1), axis=0
+        )
+        pos = above_before + (scan & 0xFFFF) + tl.minimum(n_tied, room) - 1
+        tl.store(idx_ptr + row * stride_c + pos, offs, mask=keep)
+        tl.store(val_ptr + row * stride_c + pos, y, mask=keep)
+
+
+def _multi_select(src, y, n, k, compact, plan: SelectPlan, producer: int = 0) -> None:
+    """Rows of `src` (producer 0; else [gate | up], see pass 1) -> `y` with the top-K kept."""
+    rows = y.shape[0]
+    assert _magnitude_bits(y.dtype) == 15, "multi-program selection is for bf16 / fp16"
+    chunks = triton.cdiv(n, plan.chunk)
+    h1 = torch.empty(rows, chunks, 256, device=y.device, dtype=torch.int32)
+    h2 = torch.empty(rows, chunks, 128, device=y.device, dtype=torch.int32)
+    above = torch.empty(rows, chunks, device=y.device, dtype=torch.int32)
+    b1 = torch.empty(rows, device=y.device, dtype=torch.int32)
+    grid = (rows, chunks)
+    common = dict(CHUNK=plan.chunk, NBITS=15, num_warps=plan.warps(n))
+    _mp_hist_hi_kernel[grid](
+        src, y, h1, n, src.stride(0), y.stride(0), chunks, PRODUCER=producer, **common
+    )
+    x = src if producer == 0 else y
+    pp = triton.next_power_of_2(chunks)
+    _mp_hist_lo_kernel[grid](x, x.stride(0), h1, h2, above, b1, n, k, chunks, PP=pp, **common)
+    idx, val = compact if compact is not None else (b1, b1)
+    _mp_mask_kernel[grid](
+        x, x.stride(0), y, y.stride(0), h2, above, b1, n, k, chunks, idx, val,
+        idx.stride(0) if compact is not None else 0, PP=pp, COMPACT=compact is not None,
+        **common,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- selection ops
 
 
 def select_topk(
@@ -180,19 +396,25 @@ def select_topk(
     out: torch.Tensor | None = None,
     state: torch.Tensor | None = None,
     compact: tuple[torch.Tensor, torch.Tensor] | None = None,
+    plan: SelectPlan | None = None,
 ) -> torch.Tensor:
     """`x` (B, N) with all but each row's `k` largest-|x| entries zeroed (ties: lowest index).
 
     `state` (B,) int32: each row's previous threshold, used as the search's starting point and
     updated (any value is correct, a close one is fast; zeros mean none). `compact` = (idx, val),
-    each (B, >=k): also write the kept indices (int32) and values, in index order."""
+    each (B, >=k): also write the kept indices (int32) and values, in index order. `plan`: how
+    to run it (default: the tuned plan for this shape, see `select_plan`)."""
     assert x.dim() == 2 and x.stride(1) == 1, "select_topk wants a row-major (B, N) tensor"
     out = torch.empty_like(x) if out is None else out
     n = x.shape[1]
-    st, idx, val, stride_c, flags = _selection_args(x, k, state, compact)
+    plan = select_plan("select", x.shape[0], n, x.dtype, plan)
+    st, idx, val, stride_c, flags = _selection_args(x, k, state, compact, plan)
+    if plan.method == "multi":
+        _multi_select(x, out, n, k, compact, plan)
+        return out
     _select_kernel[(x.shape[0],)](
         x, out, n, k, x.stride(0), out.stride(0), st, idx, val, stride_c,
-        BLOCK=_row_block(n), num_warps=_row_warps(n), **flags,
+        BLOCK=_row_block(n), num_warps=plan.warps(n), **flags,
     )  # fmt: skip
     return out
 
@@ -202,7 +424,7 @@ def _add_rmsnorm_select_kernel(
     h_ptr, d_ptr, w_ptr, y_ptr, n, k, eps, stride_h, stride_d, stride_y,
     state_ptr, idx_ptr, val_ptr, stride_c,
     HAS_DELTA: tl.constexpr, SELECT: tl.constexpr, BLOCK: tl.constexpr, NBITS: tl.constexpr,
-    WARM: tl.constexpr, COMPACT: tl.constexpr,
+    WARM: tl.constexpr, COMPACT: tl.constexpr, RADIX: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
@@ -222,7 +444,7 @@ def _add_rmsnorm_select_kernel(
     if SELECT:
         _select(
             y, valid, offs, k, row, y_ptr, stride_y, state_ptr, idx_ptr, val_ptr, stride_c,
-            NBITS, WARM, COMPACT,
+            NBITS, WARM, COMPACT, RADIX,
         )  # fmt: skip
     else:
         tl.store(y_ptr + row * stride_y + offs, y, mask=valid)
@@ -237,20 +459,26 @@ def add_rmsnorm_select(
     out: torch.Tensor,
     state: torch.Tensor | None = None,
     compact: tuple[torch.Tensor, torch.Tensor] | None = None,
+    plan: SelectPlan | None = None,
 ) -> torch.Tensor:
     """`h += delta` (in place, rounded to h's dtype), then `out = TopK_k(RMSNorm(h) * weight)`.
 
     `delta` may be an fp32 accumulator or a tensor of h's dtype; `k=None` skips the selection;
-    `state`, `compact` as for `select_topk`.
+    `state`, `compact`, `plan` as for `select_topk` (a "multi" plan normalises first, then
+    selects in place: one launch more).
     """
     n = h.shape[1]
-    st, idx, val, stride_c, flags = _selection_args(h, k or 1, state, compact)
+    plan = select_plan("add_rmsnorm", h.shape[0], n, h.dtype, plan)
+    multi = k is not None and plan.method == "multi"
+    st, idx, val, stride_c, flags = _selection_args(h, k or 1, state, compact, plan)
     _add_rmsnorm_select_kernel[(h.shape[0],)](
         h, h if delta is None else delta, weight, out, n, k or 0, eps,
         h.stride(0), 0 if delta is None else delta.stride(0), out.stride(0),
-        st, idx, val, stride_c, HAS_DELTA=delta is not None, SELECT=k is not None,
-        BLOCK=_row_block(n), num_warps=_row_warps(n), **flags,
+        st, idx, val, stride_c, HAS_DELTA=delta is not None, SELECT=k is not None and not multi,
+        BLOCK=_row_block(n), num_warps=_row_warps(n) if multi else plan.warps(n), **flags,
     )  # fmt: skip
+    if multi:
+        _multi_select(out, out, n, k, compact, plan)
     return out
 
 
@@ -258,7 +486,7 @@ def add_rmsnorm_select(
 def _act_mul_select_kernel(
     gu_ptr, y_ptr, n, k, stride_gu, stride_y, state_ptr, idx_ptr, val_ptr, stride_c,
     RELU2: tl.constexpr, SELECT: tl.constexpr, BLOCK: tl.constexpr, NBITS: tl.constexpr,
-    WARM: tl.constexpr, COMPACT: tl.constexpr,
+    WARM: tl.constexpr, COMPACT: tl.constexpr, RADIX: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
@@ -275,7 +503,7 @@ def _act_mul_select_kernel(
     if SELECT:
         _select(
             y, valid, offs, k, row, y_ptr, stride_y, state_ptr, idx_ptr, val_ptr, stride_c,
-            NBITS, WARM, COMPACT,
+            NBITS, WARM, COMPACT, RADIX,
         )  # fmt: skip
     else:
         tl.store(y_ptr + row * stride_y + offs, y, mask=valid)
@@ -288,16 +516,22 @@ def act_mul_select(
     relu2: bool = False,
     state: torch.Tensor | None = None,
     compact: tuple[torch.Tensor, torch.Tensor] | None = None,
+    plan: SelectPlan | None = None,
 ) -> torch.Tensor:
     """`out = TopK_k(act(gate) * up)` for `gate_up = [gate | up]` (B, 2I); act is SiLU or
     squared ReLU; gate and up are rounded to out's dtype first, as a model computing them in
-    that dtype would. `k=None` skips the selection; `state`, `compact` as for `select_topk`."""
+    that dtype would. `k=None` skips the selection; `state`, `compact`, `plan` as for
+    `select_topk` (a "multi" plan computes act * up in its first pass)."""
     n = out.shape[1]
     assert gate_up.shape[1] == 2 * n and gate_up.stride(1) == 1
-    st, idx, val, stride_c, flags = _selection_args(out, k or 1, state, compact)
+    plan = select_plan("act_mul", out.shape[0], n, out.dtype, plan)
+    st, idx, val, stride_c, flags = _selection_args(out, k or 1, state, compact, plan)
+    if k is not None and plan.method == "multi":
+        _multi_select(gate_up, out, n, k, compact, plan, producer=2 if relu2 else 1)
+        return out
     _act_mul_select_kernel[(out.shape[0],)](
         gate_up, out, n, k or 0, gate_up.stride(0), out.stride(0), st, idx, val, stride_c,
-        RELU2=relu2, SELECT=k is not None, BLOCK=_row_block(n), num_warps=_row_warps(n),
+        RELU2=relu2, SELECT=k is not None, BLOCK=_row_block(n), num_warps=plan.warps(n),
         **flags,
     )  # fmt: skip
     return out
@@ -571,31 +805,103 @@ def tune_gemv(
     return best, best_us
 
 
-def tune_select(n: int, dtype: torch.dtype, rows: int = 1) -> tuple[int, dict]:
-    """Time the selection pre-pass for rows of `n` at several warp counts, cold (full search)
-    and warm (search started from the previous call's threshold); remember the best warps for
-    the warm path, which the decoder uses. Returns (best warps, {(warps, warm): median us})."""
-    x = torch.randn(rows, n, device="cuda", dtype=dtype)
-    y = torch.empty_like(x)
-    k = kept_features(0.5, n)
-    state = torch.zeros(rows, device="cuda", dtype=torch.int32)
-    compact = (
-        torch.empty(rows, k, device="cuda", dtype=torch.int32),
-        torch.empty(rows, k, device="cuda", dtype=dtype),
-    )
-    times = {}
-    default = _row_warps(n)
-    for warps in (8, 16, 32) if n > 8192 else (4, 8, 16) if n > 2048 else (2, 4, 8):
-        _ROW_WARPS[n] = warps
-        for warm in (False, True) if warps == default else (True,):
-            try:
-                times[(warps, warm)] = graph_time_us(
-                    lambda i, warm=warm: select_topk(
-                        x, k, y, state=state if warm else None, compact=compact
-                    )
-                )
-            except Exception as e:  # noqa: BLE001
-                print(f"tune_select: {warps} warps failed: {type(e).__name__}: {str(e)[:200]}")
-    best = min((w for w, warm in times if warm), key=lambda w: times[(w, True)])
-    _ROW_WARPS[n] = best
+def select_candidates(n: int, dtype: torch.dtype) -> list[SelectPlan]:
+    """Plans to time for rows of `n`: the bitwise search (the old path, always first), radix
+    select in one program, and, for 16-bit rows of 4096 or more, the multi-program select
+    (1024-wide chunks; also 2048 above 8192 wide). Narrower rows: three launches cannot beat
+    one; and each candidate costs Triton compilations at tuning time."""
+    plans = [SelectPlan("search"), SelectPlan("radix")]
+    if _magnitude_bits(dtype) == 15 and n >= MULTI_MIN_WIDTH:
+        plans += [SelectPlan("multi", 4, c) for c in ((1024, 2048) if n > 8192 else (1024,))]
+    return plans
+
+
+MULTI_MIN_WIDTH = 4096
+
+
+def _site_op(kind, rows, n, k, dtype, compact, relu2, sets, dev, gen=None):
+    """`(fn(i, plan, state), out, compact)` running selection site `kind` on input set i % sets
+    (random rows drawn from `gen`; add_rmsnorm updates its residual rows in place, as in the
+    decoder)."""
+    out = torch.empty(rows, n, device=dev, dtype=dtype)
+    cp = None
+    if compact:
+        cp = (
+            torch.empty(rows, k, device=dev, dtype=torch.int32),
+            torch.empty(rows, k, device=dev, dtype=dtype),
+        )
+    if kind == "select":
+        xs = [torch.randn(rows, n, device=dev, dtype=dtype, generator=gen) for _ in range(sets)]
+
+        def fn(i, plan, state):
+            return select_topk(xs[i % sets], k, out, state=state, compact=cp, plan=plan)
+
+    elif kind == "add_rmsnorm":
+        hs = [torch.randn(rows, n, device=dev, dtype=dtype, generator=gen) for _ in range(sets)]
+        deltas = [1e-3 * torch.randn(rows, n, device=dev, generator=gen) for _ in range(sets)]
+        w = 1 + 0.1 * torch.randn(n, device=dev, dtype=dtype, generator=gen)
+
+        def fn(i, plan, state):
+            j = i % sets
+            return add_rmsnorm_select(hs[j], deltas[j], w, 1e-6, k, out, state, cp, plan)
+
+    else:
+        gus = [torch.randn(rows, 2 * n, device=dev, generator=gen) for _ in range(sets)]
+
+        def fn(i, plan, state):
+            return act_mul_select(gus[i % sets], k, out, relu2, state, cp, plan)
+
+    return fn, out, cp
+
+
+def tune_select_site(
+    kind: str,
+    rows: int,
+    n: int,
+    dtype: torch.dtype,
+    density: float = 0.5,
+    compact: bool = False,
+    relu2: bool = False,
+    device: str = "cuda",
+    timer=graph_time_us,
+) -> tuple[SelectPlan, dict[SelectPlan, float]]:
+    """Time each candidate plan for selection site `kind` ("select": alone; "add_rmsnorm",
+    "act_mul": fused into that op) on this GPU, exactly as the decoder calls it (a warm-start
+    state, the compacted list if `compact`), and remember the fastest. Each candidate is first
+    checked against the bitwise search (same output, same list) on fresh inputs; a candidate
+    that fails to compile, run or match is dropped, with a line saying why, so the worst case is
+    the old path. Returns (plan, {plan: median us}); {} when this site was tuned before.
+    (`device`, `timer`: for tests of this logic on a CPU.)"""
+    known = _PLANS.get((kind, _tile_rows(rows), n, dtype))
+    if known is not None:
+        return known, {}
+    k = kept_features(density, n)
+    sets = 4
+    fn, _, _ = _site_op(kind, rows, n, k, dtype, compact, relu2, sets, device)
+    state = torch.zeros(rows, device=device, dtype=torch.int32)
+
+    def one_call(plan):  # the same fresh inputs for every plan
+        gen = torch.Generator(device=device).manual_seed(1234)
+        check_fn, check_out, check_cp = _site_op(
+            kind, rows, n, k, dtype, compact, relu2, 1, device, gen
+        )
+        check_fn(0, plan, None if plan.method == "search" else torch.zeros_like(state))
+        return check_out, *(check_cp or ())
+
+    want = one_call(SelectPlan())
+    times: dict[SelectPlan, float] = {}
+    for plan in select_candidates(n, dtype):
+        try:
+            if plan.method != "search":
+                got = one_call(plan)
+                if not all(torch.equal(a, b) for a, b in zip(got, want, strict=True)):
+                    raise AssertionError("output differs from the bitwise search's")
+            times[plan] = timer(lambda i, plan=plan: fn(i, plan, state))
+        except Exception as e:  # noqa: BLE001 - a plan this GPU cannot run is not a candidate
+            print(f"tune_select_site: {kind} n={n} rows={rows} {plan} dropped: "
+                  f"{type(e).__name__}: {str(e)[:200]}")  # fmt: skip
+    if not times:
+        raise RuntimeError(f"no selection plan ran for {kind} n={n} rows={rows}")
+    best = min(times, key=times.get)
+    set_select_plan(kind, rows, n, dtype, best)
     return best, times

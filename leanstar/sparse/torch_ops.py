@@ -31,8 +31,9 @@ def topk_keep(x: torch.Tensor, k: int) -> torch.Tensor:
     return above | (tied & (tied.cumsum(-1) <= room))
 
 
-def select_topk(x, k: int, out=None, state=None, compact=None) -> torch.Tensor:
-    """`state` (a warm start for the kernel's search) changes nothing here and is ignored."""
+def select_topk(x, k: int, out=None, state=None, compact=None, plan=None) -> torch.Tensor:
+    """`state` (a warm start for the kernel's search) and `plan` (how the kernel runs) change
+    nothing here and are ignored."""
     keep = topk_keep(x, k)
     y = torch.where(keep, x, torch.zeros_like(x))
     if compact is not None:
@@ -55,7 +56,7 @@ def rmsnorm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def add_rmsnorm_select(
-    h, delta, weight, eps: float, k: int | None, out, state=None, compact=None
+    h, delta, weight, eps: float, k: int | None, out, state=None, compact=None, plan=None
 ) -> torch.Tensor:
     if delta is not None:
         h.copy_(h + delta.to(h.dtype))
@@ -68,7 +69,7 @@ def activation(gate: torch.Tensor, relu2: bool) -> torch.Tensor:
 
 
 def act_mul_select(
-    gate_up, k: int | None, out, relu2: bool = False, state=None, compact=None
+    gate_up, k: int | None, out, relu2: bool = False, state=None, compact=None, plan=None
 ) -> torch.Tensor:
     n = out.shape[1]
     gate, up = gate_up[:, :n].to(out.dtype), gate_up[:, n:].to(out.dtype)
