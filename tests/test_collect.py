@@ -47,3 +47,13 @@ def test_distinct_proofs_per_theorem_and_dedup():
 def test_drop_multiline():
     got = collect([_traj(0, ["constructor", "· rfl\n· rfl"])], round=1, drop_multiline=True)
     assert [s.tactic for s in got.steps] == ["constructor"] and got.multiline_dropped == 1
+
+
+def test_best_first_branches_are_not_training_data():
+    steps = (
+        Step(0, S0, "Try splitting.", "constructor", StepOutcome.PROOF_STATE, S1),
+        Step(0, S0, "Or simplify.", "simp only []", StepOutcome.PROOF_STATE, "⊢ b = b"),  # a branch
+        Step(1, S1, "Reflexivity.", "all_goals rfl", StepOutcome.PROOF_FINISHED, "no goals"),
+    )
+    traj = Trajectory("t", 0, TrajectoryOutcome.PROVED, steps, REPLAY_LABEL, strategy="best_first")
+    assert [s.tactic for s in collect([traj], round=1).steps] == ["constructor", "all_goals rfl"]

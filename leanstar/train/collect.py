@@ -3,8 +3,8 @@
 Only trajectories whose whole proof passed the verifier (`Trajectory.proved`) contribute. Per
 theorem at most `max_proofs` distinct proofs are kept (distinct = different tactic sequence,
 whitespace aside), taken in attempt order so the choice is deterministic. Each kept proof
-yields one (state, thought, tactic) triple per step that advanced it; failed tactics that were
-resampled are not training data. Triples already kept (same state, thought and tactic) are not
+yields one (state, thought, tactic) triple per step on the proof's path; failed tactics that
+were resampled, and best-first steps on branches off the proof, are not training data. Triples already kept (same state, thought and tactic) are not
 repeated.
 """
 
@@ -15,9 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from leanstar.lean.replay import normalize_tactic
-from leanstar.records import StepOutcome, ThoughtStep, Trajectory
-
-ADVANCING = (StepOutcome.PROOF_STATE, StepOutcome.PROOF_FINISHED)
+from leanstar.records import ThoughtStep, Trajectory
+from leanstar.search.context import proof_path
 
 
 @dataclass(frozen=True)
@@ -26,11 +25,6 @@ class Collected:
     proofs_kept: int
     theorems_proved: frozenset[str]
     multiline_dropped: int
-
-
-def proof_steps(trajectory: Trajectory):
-    """The steps that make up the proof, in order (resampled failures left out)."""
-    return [s for s in trajectory.steps if s.outcome in ADVANCING]
 
 
 def collect(
@@ -45,7 +39,7 @@ def collect(
     seen: set[tuple[str, str, str]] = set()
     dropped = 0
     for traj in sorted((t for t in trajectories if t.proved), key=lambda t: (t.theorem, t.attempt)):
-        steps = proof_steps(traj)
+        steps = proof_path(traj)  # best-first branches off the proof are not training data
         signature = tuple(normalize_tactic(s.tactic or "") for s in steps)
         if signature in kept[traj.theorem] or len(kept[traj.theorem]) >= max_proofs:
             continue
