@@ -51,6 +51,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--control", action="store_true", help="also fine-tune the dense model")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="", help="also write the figures to this JSON file")
     return p.parse_args()
 
 

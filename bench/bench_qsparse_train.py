@@ -64,8 +64,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dtype", choices=["float32", "bfloat16"], help="weights and compute dtype")
     p.add_argument("--keep", type=float, default=0.5, help="Q-Sparse keep-ratio (default 0.5)")
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument(
+        "--breakdown",
+        action=argparse.BooleanOptionalAction,
+        help="also time top-K alone against each site's matmul (default: on for cuda)",
+    )
     args = p.parse_args()
     kind = "cuda" if args.device.startswith("cuda") else "cpu"
+    if args.breakdown is None:
+        args.breakdown = kind == "cuda"
     for key, value in DEFAULTS[kind].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -107,6 +114,52 @@ def machine(device: str) -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
+def timed(device: str, fn, *fn_args, reps: int = 10) -> float:
+    """Median seconds of `fn(*fn_args)` over `reps` runs, after one warm-up run."""
+    fn(*fn_args)
+    out = []
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        fn(*fn_args)
+        sync(device)
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+def argsort_topk(x: torch.Tensor, k: int) -> torch.Tensor:
+    return x.abs().argsort(dim=-1, descending=True)[:, :k]
+
+
+def breakdown(model, args: argparse.Namespace) -> None:
+    """Forward cost of exact top-K (torch.topk, and argsort for comparison) vs the site matmul."""
+    from leanstar.sparse.topk import keep_count, topk_ste
+
+    cfg = model.config
+    tokens = args.batch * args.seq
+    dtype = getattr(torch, args.dtype)
+    sites = {
+        "qkv (hidden)": (
+            cfg.hidden_size,
+            cfg.hidden_size + 2 * model.model.layers[0].self_attn.k_proj.out_features,
+        ),
+        "gate/up (hidden)": (cfg.hidden_size, 2 * cfg.intermediate_size),
+        "down (intermediate)": (cfg.intermediate_size, cfg.hidden_size),
+    }
+    print("per-call forward time, one site, batch of", tokens, "tokens:")
+    for name, (dim, out) in sites.items():
+        x = torch.randn(tokens, dim, device=args.device, dtype=dtype)
+        w = torch.randn(out, dim, device=args.device, dtype=dtype)
+        k = keep_count(dim, args.keep)
+        mm = timed(args.device, torch.matmul, x, w.T)
+        tk = timed(args.device, topk_ste, x, k)
+        srt = timed(args.device, argsort_topk, x, k)
+        print(
+            f"  {name:20s} matmul {mm * 1e3:7.3f} ms   topk_ste {tk * 1e3:7.3f} ms "
+            f"({tk / mm:.2f}x)   argsort {srt * 1e3:7.3f} ms"
+        )
+
+
 def main() -> None:
     args = parse_args()
     model = build(args)
@@ -127,7 +180,7 @@ def main() -> None:
     tokens = args.batch * args.seq
     print(f"machine : {machine(args.device)}")
     print(
-        f"model   : random-init Qwen2, shape {args.shape} ({n / 1e6:.0f}M params), {args.dtype}, "
+        f"model   : random-init Qwen2, shape {args.shape} ({n / 1e6:.1f}M params), {args.dtype}, "
         f"batch {args.batch} x {args.seq} tokens, AdamW, {args.steps} timed steps each"
     )
     print(f"dense   : {dense * 1e3:8.1f} ms/step ({tokens / dense:,.0f} tokens/s)")
@@ -135,6 +188,8 @@ def main() -> None:
         f"qsparse : {sparse * 1e3:8.1f} ms/step ({tokens / sparse:,.0f} tokens/s), keep {args.keep}"
     )
     print(f"ratio   : {sparse / dense:.3f}x dense (goal <= 1.25x)")
+    if args.breakdown:
+        breakdown(model, args)
 
 
 if __name__ == "__main__":

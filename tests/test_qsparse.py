@@ -251,3 +251,15 @@ def test_peft_lora_branches_see_sparse_inputs():
     model(IDS)
     assert ((seen["o"] != 0).sum(-1) == 32).all()
     assert model.base_model.model.config.qsparse["keep_ratio"] == 0.5
+
+
+@torch.no_grad()
+def test_deep_copy_of_a_patched_model_is_independent():
+    import copy
+
+    model = apply_qsparse(qwen2(seed=12), sparse(0.5))
+    out = model(IDS).logits
+    twin = remove_qsparse(copy.deepcopy(model))
+    assert torch.equal(model(IDS).logits, out)  # the original keeps its sparsity
+    apply_qsparse(model, SparseConfig(enabled=False))
+    assert torch.equal(twin(IDS).logits, model(IDS).logits)
