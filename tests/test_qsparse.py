@@ -222,3 +222,44 @@ def test_generate_runs_under_qsparse():
     model = apply_qsparse(qwen2(seed=9), sparse(0.5))
     out = model.generate(IDS[:1, :4], max_new_tokens=5, do_sample=False, pad_token_id=0)
     assert out.shape == (1, 9)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    ids = IDS[:, :8]
+    grads = []
+    for checkpointing in (False, True):
+        model = apply_qsparse(qwen2(seed=10), sparse(0.5)).train()
+        if checkpointing:
+            # transformers 5.24 renamed it; older versions only have the first name
+            enable = getattr(model, "activation_checkpointing_enable", None)
+            (enable or model.gradient_checkpointing_enable)()
+        model(ids, labels=ids).loss.backward()
+        grads.append(model.model.layers[0].mlp.gate_proj.weight.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+@torch.no_grad()
+def test_peft_lora_branches_see_sparse_inputs():
+    peft = pytest.importorskip("peft")
+    model = peft.get_peft_model(
+        qwen2(seed=11), peft.LoraConfig(r=4, target_modules=["q_proj", "o_proj", "down_proj"])
+    )
+    apply_qsparse(model, sparse(0.5))
+    seen = {}
+    lora_a = model.base_model.model.model.layers[0].self_attn.o_proj.lora_A["default"]
+    lora_a.register_forward_pre_hook(lambda m, args: seen.__setitem__("o", args[0]))
+    model(IDS)
+    assert ((seen["o"] != 0).sum(-1) == 32).all()
+    assert model.base_model.model.config.qsparse["keep_ratio"] == 0.5
+
+
+@torch.no_grad()
+def test_deep_copy_of_a_patched_model_is_independent():
+    import copy
+
+    model = apply_qsparse(qwen2(seed=12), sparse(0.5))
+    out = model(IDS).logits
+    twin = remove_qsparse(copy.deepcopy(model))
+    assert torch.equal(model(IDS).logits, out)  # the original keeps its sparsity
+    apply_qsparse(model, SparseConfig(enabled=False))
+    assert torch.equal(twin(IDS).logits, model(IDS).logits)

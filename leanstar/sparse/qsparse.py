@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 CONFIG_KEY = "qsparse"  # the field of the model config (config.json) that holds the settings
-_HANDLE = "_qsparse_handle"
+_MARK = "_is_qsparse_hook"
 _DENSE_ACT = "_qsparse_dense_act"
 
 
@@ -200,10 +200,13 @@ def apply_qsparse(model: nn.Module, cfg: SparseConfig) -> nn.Module:
 def remove_qsparse(model: nn.Module) -> nn.Module:
     """Undo `apply_qsparse`: dense forward, original activation, no settings in the config."""
     for module in model.modules():
-        handle = module.__dict__.pop(_HANDLE, None)
-        if handle is not None:
-            handle.remove()
-            module.__dict__.pop("qsparse", None)
+        # Found by a mark on the hook rather than through a handle: a deep copy of a patched
+        # model copies the hooks, but its handles would still point at the original's.
+        for hook_id, hook in list(module._forward_pre_hooks.items()):
+            if getattr(hook, _MARK, False):
+                del module._forward_pre_hooks[hook_id]
+                module._forward_pre_hooks_with_kwargs.pop(hook_id, None)
+        module.__dict__.pop("qsparse", None)
         if _DENSE_ACT in module.__dict__:
             module.act_fn = module.__dict__.pop(_DENSE_ACT)
     config = getattr(model, "config", None)
@@ -220,8 +223,9 @@ def _attach(module: nn.Module, sparsify: Sparsifier) -> None:
             return args, {**kwargs, "hidden_states": sparsify(kwargs["hidden_states"])}
         raise TypeError(f"Q-Sparse: cannot find the input of {type(mod).__name__}")
 
+    setattr(pre_hook, _MARK, True)
     module.__dict__["qsparse"] = sparsify
-    module.__dict__[_HANDLE] = module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    module.register_forward_pre_hook(pre_hook, with_kwargs=True)
 
 
 def _check_nm_dims(blocks: list[QSparseBlock], cfg: SparseConfig) -> None:
