@@ -196,6 +196,11 @@ def _final(iterate_summary: dict, report, html: Path, root: Path) -> None:
     print()
     print(summary_markdown(iterate_summary))
     print(markdown(report, ks=[1]))
+    if report.replay:
+        print(
+            "These theorems are the ones the tiny model was trained on, checked by replay: the "
+            "figures show the pipeline working end to end, not a prover's ability."
+        )
     print(f"trace viewer (open in a browser): {html}")
     print(
         f"everything is under {root}/ ; `leanstar traces serve {root / 'iterate'}` serves it live"
