@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from types import SimpleNamespace
 
@@ -145,11 +144,6 @@ def test_real_vllm_on_tiny_model(tiny_model_dir):
 
 # ---------------------------------------------------------------- OpenAI-compatible server
 
-HAVE_FAKE_SERVER = importlib.util.find_spec("tests.fakes.openai_server") is not None
-needs_server = pytest.mark.skipif(
-    not HAVE_FAKE_SERVER, reason="tests/fakes/openai_server.py (thoughts helper) not merged yet"
-)
-
 
 @pytest.fixture
 def server():
@@ -165,7 +159,6 @@ def _openai(server, **kw):
     return make_generator(cfg)
 
 
-@needs_server
 def test_openai_completions_samples_and_request(server):
     gen = _openai(server, batch_size=4)
     params = SamplingParams(n=3, temperature=1.0, top_p=0.95, max_new_tokens=32, stop=("\n\n",))
@@ -194,7 +187,6 @@ def test_openai_completions_samples_and_request(server):
     gen.close()
 
 
-@needs_server
 def test_openai_retries_server_errors(server):
     gen = _openai(server)
     server.fail_next("500")
@@ -205,7 +197,6 @@ def test_openai_retries_server_errors(server):
     gen.close()
 
 
-@needs_server
 def test_openai_api_key_from_environment(server, monkeypatch):
     server.api_key = "sk-test"
     monkeypatch.setenv("LEANSTAR_TEST_KEY", "sk-test")

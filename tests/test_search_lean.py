@@ -15,11 +15,8 @@ from leanstar.jsonl import read_records
 from leanstar.records import StepOutcome, Theorem, Trajectory
 from leanstar.search.config import SearchConfig
 from leanstar.search.runner import run_search
+from tests import fakes
 from tests.fakes.prover import ScriptedGenerator
-
-fakes = pytest.importorskip("tests.fakes", reason="the fake REPL (issue 3) is not merged yet")
-if not hasattr(fakes, "fake_repl_argv"):
-    pytest.skip("the fake REPL (issue 3) is not merged yet", allow_module_level=True)
 
 THEOREMS = [Theorem(f"t{i}", f"theorem t{i} : True") for i in range(3)]
 ROOT = "⊢ synthetic"
