@@ -8,14 +8,14 @@ On SmolLM2-135M-Instruct converted to Qwen2 (`leanstar.models.smollm2_to_qwen2`;
     training  the same kinds of text from miniF2F *valid* and the even-numbered theorems
 
 it measures the held-out mean token loss dense and under training-free top-K, fine-tunes under
-Q-Sparse with the straight-through estimator, and measures again. With `--control` it also
-fine-tunes the dense model the same way, so the part of the drop that is mere adaptation to
-Lean text can be told apart from recovery from sparsity.
+Q-Sparse with the straight-through estimator, and measures again (every `--eval-every` steps).
+The dense control fine-tunes the dense model the same way, so the part of the drop that is
+mere adaptation to Lean text can be told apart from recovery from sparsity.
 
-    python bench/bench_qsparse_recovery.py                 # CPU, a few minutes
-    python bench/bench_qsparse_recovery.py --control       # twice the training time
+    python bench/bench_qsparse_recovery.py                 # 40 steps, with the dense control
+    python bench/bench_qsparse_recovery.py --no-control    # half the training time
 
-Losses are nats per token, scored in float32; training uses bfloat16 autocast when --bf16.
+Losses are nats per token, scored in float32; training uses bfloat16 autocast unless --no-bf16.
 """
 
 from __future__ import annotations
@@ -42,16 +42,26 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model-dir", default="runs/bench/smollm2-qwen2", help="converted if missing")
     p.add_argument("--keep", type=float, default=0.5, help="Q-Sparse keep-ratio")
-    p.add_argument("--steps", type=int, default=24, help="optimizer steps")
+    p.add_argument("--steps", type=int, default=40, help="optimizer steps")
     p.add_argument("--batch", type=int, default=4, help="sequences per step")
     p.add_argument("--seq", type=int, default=96, help="tokens per training sequence (packed)")
     p.add_argument("--lr", type=float, default=3e-4, help="AdamW peak learning rate")
     p.add_argument("--eval-tokens", type=int, default=2048, help="held-out tokens scored")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for training")
-    p.add_argument("--control", action="store_true", help="also fine-tune the dense model")
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bfloat16 autocast for training (default: on)",
+    )
+    p.add_argument(
+        "--control",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also fine-tune the dense model the same way (default: on)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=0, help="also evaluate every N steps")
+    p.add_argument("--eval-every", type=int, default=20, help="also evaluate every N steps")
     p.add_argument("--out", default="", help="also write the figures to this JSON file")
     return p.parse_args()
 
@@ -153,7 +163,9 @@ def main() -> None:
     base = load_model(model_dir, dense=True, dtype="float32", device=args.device)
 
     train, held = lean_texts()
-    eval_seqs = encode(tok, held, max_length=256, max_tokens=args.eval_tokens)
+    # A seeded shuffle, so a token cap still samples both kinds of held-out text.
+    order = torch.randperm(len(held), generator=torch.Generator().manual_seed(args.seed))
+    eval_seqs = encode(tok, [held[i] for i in order], max_length=256, max_tokens=args.eval_tokens)
     batches = packed_batches(tok, train, args.seq, args.batch, args.steps, args.seed)
     batches = batches.to(args.device)
     n_eval = sum(sum(1 for t in lab[1:] if t != -100) for _, lab in eval_seqs)

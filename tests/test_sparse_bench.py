@@ -33,7 +33,7 @@ def test_recovery_bench_runs_on_smollm2(tmp_path):
         pytest.skip(str(e))
     out = subprocess.run(
         [sys.executable, "bench/bench_qsparse_recovery.py", "--model-dir", str(tmp_path / "m"),
-         "--steps", "2", "--batch", "1", "--seq", "16", "--eval-tokens", "64", "--control",
+         "--steps", "2", "--batch", "1", "--seq", "16", "--eval-tokens", "64", "--eval-every", "1",
          "--out", str(tmp_path / "r.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=1200, check=True,
     ).stdout  # fmt: skip
