@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 C = TypeVar("C")
+
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ConfigError(ValueError):
@@ -86,14 +89,24 @@ class LeanConfig:
         "(LeanDojo), replay (recorded LeanDojo states, not checked by Lean), auto (repl if "
         "`leanstar lean doctor` finds one, else replay with a one-line notice)",
     )
-    project_dir: str = option("", "Lake project with Mathlib and the REPL built ('' = this repo)")
+    project_dir: str = option(
+        "",
+        "Lake project with Mathlib and the REPL built ('' = this checkout's root if it holds "
+        "lakefile.lean, else the current directory)",
+    )
     repl_path: str = option(
         "", "path to the REPL binary ('' = .lake/packages/REPL/.lake/build/bin/repl)"
     )
+    repl_command: str = option(
+        "",
+        "command line that starts one REPL process, overriding project_dir/repl_path "
+        "('' = `lake env <repl_path>` in project_dir); e.g. a REPL built elsewhere",
+    )
     header: str = option(
-        "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
+        "import Mathlib\n\nset_option maxHeartbeats 400000\n\n"
         "open BigOperators Real Nat Topology Rat\n",
-        "default header (imports, options, opens) for theorems that bring none",
+        "default header (imports, options, opens) for theorems that bring none (its imports "
+        "match miniF2F's, so both share one import per Lean process)",
     )
     num_workers: int = option(0, "Lean processes in the pool (0 = CPU cores less one)")
     tactic_timeout_s: float = option(
@@ -102,7 +115,13 @@ class LeanConfig:
     start_timeout_s: float = option(
         600.0, "wall-clock limit to start a process and import the header"
     )
-    memory_limit_mb: int = option(16384, "address-space cap per Lean process (0 = none)")
+    verify_timeout_s: float = option(
+        300.0, "wall-clock limit for the whole-proof check of one proof"
+    )
+    memory_limit_mb: int = option(
+        16384,
+        "address-space cap per Lean process, mmapped Mathlib .olean files included (0 = none)",
+    )
     max_commands_per_worker: int = option(1000, "recycle a worker after this many commands")
     max_worker_rss_mb: int = option(12000, "recycle a worker whose resident memory grows past this")
     allow_native_decide: bool = option(
@@ -111,6 +130,12 @@ class LeanConfig:
     replay_data: str = option(
         "", "LeanDojo JSON for the replay backend ('' = the bundled Benchmark 4 sample)"
     )
+    dojo_repo: str = option(
+        "",
+        "dojo backend: URL or local path of the traced repository ('' = the url in each "
+        "theorem's LeanDojo source)",
+    )
+    dojo_commit: str = option("", "dojo backend: commit of the traced repository")
 
 
 @dataclass
@@ -315,6 +340,8 @@ def coerce(value: Any, tp: Any, key: str, loc: str) -> Any:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):  # a flag such as `--keep_ratios 1.0,0.5`
             value = [parse_flag_value(v.strip(), item_tp) for v in value.split(",") if v.strip()]
+        elif not isinstance(value, list) and value is not None:
+            value = [value]  # one item given where a list is expected (`--ks 8`)
         if not isinstance(value, list):
             raise ConfigError(f"{loc}: {key!r} must be a list, got {value!r}")
         return [coerce(v, item_tp, f"{key}[{i}]", loc) for i, v in enumerate(value)]
@@ -336,6 +363,8 @@ def coerce(value: Any, tp: Any, key: str, loc: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads `1e-5` (no dot) as a string
         raise ConfigError(f"{loc}: {key!r} must be a number, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):

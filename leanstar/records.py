@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ class StepOutcome(str, enum.Enum):
     ENV_FAILURE = "env_failure"  # the environment broke (crash, protocol error), not the tactic
     UNKNOWN_TO_REPLAY = "unknown_to_replay"  # the replay environment has no record of this tactic
     UNPARSABLE = "unparsable"  # the completion held no tactic
+    DUPLICATE = "duplicate"  # the tactic ran but reached a state this search already holds
 
 
 class TrajectoryOutcome(str, enum.Enum):
@@ -192,7 +194,12 @@ def from_json(data: dict[str, Any], cls: type[R]) -> R:
     return _decode(body, cls, path=kind)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _encode(value: Any) -> Any:
+    if type(value) in _PLAIN:  # exact types: str-valued enums fall through to their .value
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
@@ -219,8 +226,7 @@ def _decode(value: Any, tp: Any, path: str) -> Any:
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise SchemaError(f"{path}: expected an object for {tp.__name__}")
-        hints = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
+        hints, names = _fields(tp)
         unknown = set(value) - names
         if unknown:
             raise SchemaError(f"{path}: unknown field(s) {sorted(unknown)} for {tp.__name__}")
@@ -253,3 +259,9 @@ def _decode(value: Any, tp: Any, path: str) -> Any:
     if tp in (int, str, bool) and type(value) is tp:
         return value
     raise SchemaError(f"{path}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[dict[str, Any], frozenset[str]]:
+    """Resolved field types and names of a record class (resolving is slow; records are many)."""
+    return typing.get_type_hints(cls), frozenset(f.name for f in dataclasses.fields(cls))

@@ -110,3 +110,18 @@ def test_every_shipped_config_loads():
         except cli.NotBuilt:
             pytest.fail(f"{path.name}: its command's config class is not built")
         load_config(config_cls, path)
+
+
+@dataclass
+class Lists:
+    xs: list[int] = option([1], "x")
+    ws: list[float] = option([], "w")
+    names: list[str] = option([], "n")
+
+
+def test_list_flags():
+    cfg = load_config(Lists, None, ["xs=1,2", "ws=0.5", "names=a, b"])
+    assert cfg.xs == [1, 2] and cfg.ws == [0.5] and cfg.names == ["a", "b"]
+    assert load_config(Lists, None, ["xs=[3, 4]"]).xs == [3, 4]
+    with pytest.raises(ConfigError, match=r"'xs\[1\]' must be an integer, got 'b'"):
+        load_config(Lists, None, ["xs=1,b"])

@@ -45,7 +45,7 @@ class LeanDojoTheorem:
             name=self.full_name,
             statement="",
             split=split,
-            source=f"leandojo:{self.url}@{self.commit[:8]}",
+            source=f"leandojo:{self.url}@{self.commit}",
             goal=self.initial_state,
             file_path=self.file_path,
         )

@@ -29,13 +29,25 @@ class SamplingParams:
 @dataclass(frozen=True)
 class Sample:
     """One sampled completion. `logprob` is the sum of its tokens' log-probabilities under the
-    sampling distribution's model (before temperature), `finish_reason` is "stop" or "length"."""
+    model (before temperature and top-p); `finish_reason` is "stop" (end of sequence or a stop
+    string, which is cut from `text`) or "length". `token_ends[i]` is where token i ends in
+    `text`, so a caller can score part of the completion (e.g. only the tactic)."""
 
     text: str
     logprob: float
     num_tokens: int
     finish_reason: str
     token_logprobs: tuple[float, ...] = field(default=(), repr=False)
+    token_ends: tuple[int, ...] = field(default=(), repr=False)
+
+    def logprob_of_span(self, start: int, end: int) -> float:
+        """Summed log-probability of the tokens that overlap text[start:end]."""
+        total, begin = 0.0, 0
+        for lp, stop in zip(self.token_logprobs, self.token_ends, strict=False):
+            if stop > start and begin < end:
+                total += lp
+            begin = stop
+        return total
 
 
 class Generator(Protocol):

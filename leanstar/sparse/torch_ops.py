@@ -1,0 +1,133 @@
+"""Plain-PyTorch twins of the decode kernels in `kernels.py` and `attention_kernels.py`.
+
+Same names, signatures and rounding steps, so a decode step runs on either set. They are the
+reference the Triton kernels are tested against, and the path the compiled decoder takes where
+Triton cannot run (a CPU without `TRITON_INTERPRET=1`). They compute what the kernels compute,
+not how: the sparse GEMV here multiplies the whole zero-padded input.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def kept_features(keep_ratio: float, n: int) -> int:
+    """How many of `n` inputs a projection keeps (Q-Sparse's `keep_count`)."""
+    from leanstar.sparse.topk import keep_count
+
+    return keep_count(n, keep_ratio)
+
+
+def topk_keep(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mask of each row's `k` largest |x| (last dim); ties at the threshold: lowest index first."""
+    mag = x.abs()
+    threshold = torch.topk(mag, k, dim=-1).values[..., -1:]
+    above = mag > threshold
+    tied = mag == threshold
+    room = k - above.sum(-1, keepdim=True)
+    return above | (tied & (tied.cumsum(-1) <= room))
+
+
+def select_topk(x, k: int, out=None, state=None, compact=None, plan=None) -> torch.Tensor:
+    """`state` (a warm start for the kernel's search) and `plan` (how the kernel runs) change
+    nothing here and are ignored."""
+    keep = topk_keep(x, k)
+    y = torch.where(keep, x, torch.zeros_like(x))
+    if compact is not None:
+        idx, val = compact
+        cols = keep.nonzero()[:, 1].view(x.shape[0], k)  # exactly k per row, in index order
+        idx[:, :k] = cols.to(idx.dtype)
+        val[:, :k] = x.gather(1, cols)
+    return y if out is None else out.copy_(y)
+
+
+def sparse_gemv(x, wt, out, skip_zero: bool = True, config=None, compact=None) -> torch.Tensor:
+    return out.add_(x.float() @ wt.float())
+
+
+def rmsnorm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Qwen2's RMSNorm: normalise in fp32, round, then scale by the weight in h's dtype."""
+    hf = h.float()
+    normed = (hf * torch.rsqrt(hf.pow(2).mean(-1, keepdim=True) + eps)).to(h.dtype)
+    return weight * normed
+
+
+def add_rmsnorm_select(
+    h, delta, weight, eps: float, k: int | None, out, state=None, compact=None, plan=None
+) -> torch.Tensor:
+    if delta is not None:
+        h.copy_(h + delta.to(h.dtype))
+    y = rmsnorm(h, weight, eps)
+    return out.copy_(y if k is None else select_topk(y, k, compact=compact))
+
+
+def activation(gate: torch.Tensor, relu2: bool) -> torch.Tensor:
+    return torch.relu(gate).square() if relu2 else F.silu(gate)
+
+
+def act_mul_select(
+    gate_up, k: int | None, out, relu2: bool = False, state=None, compact=None, plan=None
+) -> torch.Tensor:
+    n = out.shape[1]
+    gate, up = gate_up[:, :n].to(out.dtype), gate_up[:, n:].to(out.dtype)
+    y = activation(gate, relu2) * up
+    return out.copy_(y if k is None else select_topk(y, k, compact=compact))
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding in Qwen2's rotate-half layout (x: (..., D), cos/sin: (..., D/2)),
+    rounding each product and the sum to x's dtype as transformers does."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    c, s = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
+
+
+def rope_qkv_cache(qkv, bias, cos, sin, pos, q_out, k_cache, v_cache) -> None:
+    b, hq, d = q_out.shape
+    hkv = k_cache.shape[1]
+    x = qkv.float() + (bias.float() if bias is not None else 0.0)
+    x = x.to(q_out.dtype).view(b, hq + 2 * hkv, d)
+    c, s = cos[pos.long()][:, None], sin[pos.long()][:, None]
+    q_out.copy_(rotate(x[:, :hq], c, s))
+    rows = torch.arange(b, device=qkv.device)
+    k_cache[rows, :, pos.long()] = rotate(x[:, hq : hq + hkv], c, s)
+    v_cache[rows, :, pos.long()] = x[:, hq + hkv :]
+
+
+def decode_attention(q, k_cache, v_cache, pos, out) -> torch.Tensor:
+    b, hq, d = q.shape
+    group = hq // k_cache.shape[1]
+    for r in range(b):
+        n = int(pos[r]) + 1
+        k = k_cache[r, :, :n].float().repeat_interleave(group, dim=0)
+        v = v_cache[r, :, :n].float().repeat_interleave(group, dim=0)
+        scores = (q[r].float()[:, None, :] @ k.transpose(1, 2))[:, 0] / math.sqrt(d)
+        o = torch.softmax(scores, dim=-1)[:, None, :] @ v
+        out[r] = o.reshape(hq * d).to(out.dtype)
+    return out
+
+
+def attach_reference_qsparse(model, keep_ratio: float):
+    """Run a transformers Qwen2 under Q-Sparse with plain math (forward pre-hooks): top-K of
+    the inputs of q/k/v (one shared mask), o_proj, gate/up (shared) and down_proj; lm_head
+    dense. Ties at the threshold go to the lowest index, as in the kernels; the project's model
+    patch, `leanstar.sparse.qsparse.apply_qsparse`, takes `torch.topk`'s indices, whose order
+    among ties is unspecified. The benchmark's bf16 check uses this one so that the two sides
+    differ only by rounding."""
+
+    def hook(module, args, kwargs):
+        def sparsify(x):
+            return select_topk(x, kept_features(keep_ratio, x.shape[-1]))
+
+        if args:
+            return (sparsify(args[0]), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": sparsify(kwargs["hidden_states"])}
+
+    for layer in model.model.layers:
+        for site in (layer.self_attn, layer.self_attn.o_proj, layer.mlp, layer.mlp.down_proj):
+            site.register_forward_pre_hook(hook, with_kwargs=True)
+    return model
