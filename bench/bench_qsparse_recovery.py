@@ -12,8 +12,8 @@ Q-Sparse with the straight-through estimator, and measures again (every `--eval-
 The dense control fine-tunes the dense model the same way, so the part of the drop that is
 mere adaptation to Lean text can be told apart from recovery from sparsity.
 
-    python bench/bench_qsparse_recovery.py                 # 40 steps, with the dense control
-    python bench/bench_qsparse_recovery.py --no-control    # half the training time
+    python bench/bench_qsparse_recovery.py                          # 120 steps + dense control
+    python bench/bench_qsparse_recovery.py --steps 40 --no-control  # a quick check
 
 Losses are nats per token, scored in float32; training uses bfloat16 autocast unless --no-bf16.
 """
@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model-dir", default="runs/bench/smollm2-qwen2", help="converted if missing")
     p.add_argument("--keep", type=float, default=0.5, help="Q-Sparse keep-ratio")
-    p.add_argument("--steps", type=int, default=40, help="optimizer steps")
+    p.add_argument("--steps", type=int, default=120, help="optimizer steps")
     p.add_argument("--batch", type=int, default=4, help="sequences per step")
     p.add_argument("--seq", type=int, default=96, help="tokens per training sequence (packed)")
     p.add_argument("--lr", type=float, default=3e-4, help="AdamW peak learning rate")

@@ -169,7 +169,10 @@ def _eval(cfg: SparseEvalConfig) -> int:
         table.add_row(r.label, act, f"{r.loss:.4f}", f"{r.perplexity:.2f}", delta)
     console.print(table)
     console.print(
-        f"{results[0].tokens} tokens of {_source(cfg)}, {where}; activated = decoder projections, measured"
+        f"{results[0].tokens} scored tokens of {_source(cfg)}, on {where}; params activated: "
+        "decoder projections, measured in the same passes",
+        soft_wrap=True,
+        highlight=False,
     )
     if cfg.out:
         _write_results(Path(cfg.out), cfg, results, where)

@@ -59,10 +59,14 @@ def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
     _check_k(x, k)
     mag = x.abs()
     threshold = torch.topk(mag, k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
-    above = mag > threshold
-    tied = mag == threshold
-    room = k - above.sum(-1, keepdim=True)  # >= 1: fewer than k entries exceed the K-th largest
-    return above | (tied & (tied.cumsum(-1) <= room))
+    keep = mag >= threshold
+    crowded = keep.sum(-1) != k  # rows with more ties at the threshold than places left
+    if crowded.any():
+        m, t = mag[crowded], threshold[crowded]
+        above, tied = m > t, m == t
+        room = k - above.sum(-1, keepdim=True)  # >= 1: fewer than k entries exceed the K-th
+        keep[crowded] = above | (tied & (tied.cumsum(-1) <= room))
+    return keep
 
 
 def nm_mask(x: torch.Tensor, n: int, m: int) -> torch.Tensor:
