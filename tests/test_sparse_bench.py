@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,4 +18,25 @@ def test_train_step_bench_runs_and_prints_a_ratio():
          "--seq", "16", "--steps", "1", "--warmup", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
     ).stdout  # fmt: skip
-    assert "dense   :" in out and "qsparse :" in out and "x dense" in out
+    assert "dense" in out and "qsparse" in out and "x dense" in out
+
+
+@pytest.mark.slow
+def test_recovery_bench_runs_on_smollm2(tmp_path):
+    """Two training steps only: checks the pipeline, not the recovery (see docs/qsparse.md)."""
+    pytest.importorskip("gguf")
+    from leanstar.models import smollm2_gguf_path
+
+    try:
+        smollm2_gguf_path()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    out = subprocess.run(
+        [sys.executable, "bench/bench_qsparse_recovery.py", "--model-dir", str(tmp_path / "m"),
+         "--steps", "2", "--batch", "1", "--seq", "16", "--eval-tokens", "64", "--eval-every", "1",
+         "--out", str(tmp_path / "r.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=1200, check=True,
+    ).stdout  # fmt: skip
+    assert "closed vs original dense" in out
+    figures = json.loads((tmp_path / "r.json").read_text())
+    assert figures["sparse0"] > figures["dense0"]  # training-free top-K 0.5 costs loss

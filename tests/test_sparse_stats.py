@@ -182,3 +182,14 @@ def test_cli_stats_and_eval_on_tiny_model(tiny_model_dir, tmp_path, capsys):
     rows = json.loads(result.read_text())["results"]
     assert [r["keep_ratio"] for r in rows] == [1.0, 0.5]
     assert rows[1]["activated_fraction"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_cli_bad_input_is_one_line_and_status_2(tiny_model_dir, tmp_path, capsys):
+    from leanstar.cli import main
+
+    assert main(["sparse", "eval", str(tmp_path / "nothing")]) == 2
+    assert "not a checkpoint directory" in capsys.readouterr().err
+    assert main(["sparse", "eval", str(tiny_model_dir), "--keep_ratios", "0,1"]) == 2
+    assert "keep_ratios must be in (0, 1]" in capsys.readouterr().err
+    assert main(["sparse", "stats", str(tiny_model_dir), "--text", str(tmp_path / "x.txt")]) == 2
+    assert "no such file" in capsys.readouterr().err

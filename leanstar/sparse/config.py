@@ -19,7 +19,7 @@ class SparseRunConfig:
     """Fields both commands share: the model, the text, and how it is batched."""
 
     model: str = option(
-        "runs/tiny-model", "checkpoint directory (dense or Q-Sparse)", positional=True
+        "runs/tiny-model", "checkpoint directory (dense or Q-Sparse)", positional=True, nargs="?"
     )
     text: str = option("", TEXT_HELP)
     max_tokens: int = option(8192, "score at most this many tokens (0 = the whole text)")

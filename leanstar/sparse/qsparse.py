@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from leanstar.config import ConfigError, SparseConfig, coerce, to_dict
-from leanstar.sparse.topk import keep_count, nm_ste, topk_ste
+from leanstar.sparse.topk import Backend, keep_count, nm_ste, topk_ste
 
 __all__ = [
     "CONFIG_KEY",
@@ -63,6 +63,7 @@ class Sparsifier:
     pattern: str = "topk"
     nm_n: int = 16
     nm_m: int = 32
+    backend: Backend = "auto"  # the top-K implementation (all give the same result)
 
     def k(self, dim: int) -> int:
         """Entries kept per token for a `dim`-wide input (for N:M: `dim * N / M`)."""
@@ -73,7 +74,7 @@ class Sparsifier:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.pattern == "nm":
             return nm_ste(x, self.nm_n, self.nm_m)
-        return topk_ste(x, self.k(x.shape[-1]))
+        return topk_ste(x, self.k(x.shape[-1]), self.backend)
 
 
 class ReLUSquared(nn.Module):
@@ -118,13 +119,13 @@ def check_sparse_config(cfg: SparseConfig) -> None:
         raise ConfigError(f"qsparse.activation must be silu or relu2, got {cfg.activation!r}")
 
 
-def sparsifiers(cfg: SparseConfig) -> dict[str, Sparsifier]:
+def sparsifiers(cfg: SparseConfig, backend: Backend = "auto") -> dict[str, Sparsifier]:
     """Site name -> its Sparsifier, with the per-type keep-ratio overrides resolved."""
     attn = cfg.keep_ratio if cfg.keep_ratio_attn is None else cfg.keep_ratio_attn
     mlp = cfg.keep_ratio if cfg.keep_ratio_mlp is None else cfg.keep_ratio_mlp
     if cfg.pattern == "nm":
         attn = mlp = cfg.nm_n / cfg.nm_m
-    make = dict(pattern=cfg.pattern, nm_n=cfg.nm_n, nm_m=cfg.nm_m)
+    make = dict(pattern=cfg.pattern, nm_n=cfg.nm_n, nm_m=cfg.nm_m, backend=backend)
     return {
         "qkv": Sparsifier(attn, **make),
         "o_proj": Sparsifier(attn, **make),
@@ -173,11 +174,15 @@ def find_blocks(model: nn.Module) -> list[QSparseBlock]:
     return [QSparseBlock(i, m.self_attn, m.mlp) for i, m in enumerate(good)]
 
 
-def apply_qsparse(model: nn.Module, cfg: SparseConfig) -> nn.Module:
+def apply_qsparse(
+    model: nn.Module, cfg: SparseConfig, *, topk_backend: Backend = "auto"
+) -> nn.Module:
     """Run `model` under Q-Sparse with the settings `cfg`, in place; returns `model`.
 
     Calling it again replaces the previous settings (e.g. a new keep-ratio). With
     `cfg.enabled == False` it restores the dense model, like `remove_qsparse`.
+    `topk_backend` picks the top-K implementation (`leanstar.sparse.topk.topk_ste`); every
+    choice computes the same result, so it is not saved with the settings.
     """
     if not cfg.enabled:
         return remove_qsparse(model)
@@ -185,7 +190,7 @@ def apply_qsparse(model: nn.Module, cfg: SparseConfig) -> nn.Module:
     blocks = find_blocks(model)
     _check_nm_dims(blocks, cfg)
     remove_qsparse(model)
-    sparse = sparsifiers(cfg)
+    sparse = sparsifiers(cfg, topk_backend)
     for block in blocks:
         for site, module in block.sites().items():
             _attach(module, sparse[site])

@@ -11,6 +11,7 @@ printed is measured on those passes, on the device named in the output.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,9 +39,10 @@ def _setup(cfg: SparseRunConfig, sparse=None):
     path = Path(cfg.model)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a checkpoint directory (no config.json)")
+    texts = load_texts(cfg.text)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    sequences = encode(tokenizer, texts, cfg.max_length, cfg.max_tokens)
     model = load_model(path, sparse, dtype=dtype, device=device).eval()
-    sequences = encode(tokenizer, load_texts(cfg.text), cfg.max_length, cfg.max_tokens)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return model, sequences, pad, f"{device} ({dtype})"
 
@@ -57,7 +59,30 @@ def _progress(console, total: int, label: str):
     )
 
 
+class UsageError(ValueError):
+    """Bad input for a `sparse` command; printed as one line, exit status 2."""
+
+
+def _guarded(name: str, run, cfg) -> int:
+    from leanstar.config import ConfigError
+    from leanstar.sparse.texts import TextError
+
+    try:
+        return run(cfg)
+    except (UsageError, ConfigError, TextError, FileNotFoundError) as e:
+        print(f"leanstar sparse {name}: {e}", file=sys.stderr)
+        return 2
+
+
 def stats_main(cfg: SparseStatsConfig) -> int:
+    return _guarded("stats", _stats, cfg)
+
+
+def eval_main(cfg: SparseEvalConfig) -> int:
+    return _guarded("eval", _eval, cfg)
+
+
+def _stats(cfg: SparseStatsConfig) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -116,7 +141,7 @@ def _describe(s) -> str:
     return f"{what}, activation {s.activation}"
 
 
-def eval_main(cfg: SparseEvalConfig) -> int:
+def _eval(cfg: SparseEvalConfig) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -124,9 +149,7 @@ def eval_main(cfg: SparseEvalConfig) -> int:
 
     bad = [r for r in cfg.keep_ratios if not 0 < r <= 1]
     if bad or not cfg.keep_ratios:
-        raise SystemExit(
-            f"leanstar sparse eval: keep_ratios must be in (0, 1], got {cfg.keep_ratios}"
-        )
+        raise UsageError(f"keep_ratios must be in (0, 1], got {cfg.keep_ratios}")
     console = Console()
     model, sequences, pad, where = _setup(cfg)
     ratios = sorted(set(cfg.keep_ratios), reverse=True)
@@ -146,7 +169,10 @@ def eval_main(cfg: SparseEvalConfig) -> int:
         table.add_row(r.label, act, f"{r.loss:.4f}", f"{r.perplexity:.2f}", delta)
     console.print(table)
     console.print(
-        f"{results[0].tokens} tokens of {_source(cfg)}, {where}; activated = decoder projections, measured"
+        f"{results[0].tokens} scored tokens of {_source(cfg)}, on {where}; params activated: "
+        "decoder projections, measured in the same passes",
+        soft_wrap=True,
+        highlight=False,
     )
     if cfg.out:
         _write_results(Path(cfg.out), cfg, results, where)

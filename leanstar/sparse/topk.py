@@ -7,16 +7,24 @@ the gradient the loss has with respect to the masked input, at every position, k
 Without it the gradient of a dropped entry would be zero and, per the paper, gradients vanish
 in the bottom layers.
 
-Exactly K entries are kept per token, also when magnitudes tie: the kept positions are the
-indices `torch.topk` returns, never a `|x| >= threshold` test. The N:M variant keeps the N
-largest of each block of M consecutive features (e.g. 16 of each 32).
+Exactly K entries are kept per token, also when magnitudes tie: entries above the K-th
+largest magnitude are kept, and ties *at* it are broken toward the lowest feature index. The
+rule is deterministic and the same on every device, so CPU, GPU and the decode kernels
+(`leanstar.sparse.kernels.select_topk`, which breaks ties the same way) agree bit for bit.
+The N:M variant keeps the N largest of each block of M consecutive features (e.g. 16 of 32).
+
+Two backends compute the same top-K: plain PyTorch (any device), and on a CUDA GPU with Triton
+installed the decode kernels' one-pass selection (`backend="auto"` picks it there; `torch.topk`
+followed by masking costs several times the matmul it feeds on an H100, see docs/qsparse.md).
 
 All functions take any leading shape and any floating dtype (fp32, bf16, fp16), on any device.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from typing import Literal
 
 import torch
 
@@ -24,7 +32,6 @@ __all__ = [
     "keep_count",
     "nm_mask",
     "nm_ste",
-    "topk_indices",
     "topk_mask",
     "topk_ste",
 ]
@@ -41,16 +48,25 @@ def keep_count(dim: int, keep_ratio: float) -> int:
     return min(dim, max(1, math.floor(keep_ratio * dim + 1e-6)))
 
 
-def topk_indices(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices (along the last dim) of the `k` largest-magnitude entries of each token."""
-    return torch.topk(x.abs(), k, dim=-1, sorted=False).indices
+Backend = Literal["auto", "torch", "triton"]
+TRITON_MAX_DIM = 32767  # the selection kernel's row limit
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
-    """A boolean mask with exactly `k` True entries per token: the largest magnitudes of `x`."""
+    """A boolean mask with exactly `k` True entries per token: the largest magnitudes of `x`,
+    ties at the K-th largest broken toward the lowest index."""
     _check_k(x, k)
-    mask = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
-    return mask.scatter_(-1, topk_indices(x, k), True)
+    mag = x.abs()
+    threshold = torch.topk(mag, k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
+    keep = mag >= threshold
+    crowded = keep.sum(-1) != k  # rows with more ties at the threshold than places left
+    if crowded.any():
+        m, t = mag[crowded], threshold[crowded]
+        above, tied = m > t, m == t
+        room = k - above.sum(-1, keepdim=True)  # >= 1: fewer than k entries exceed the K-th
+        keep[crowded] = above | (tied & (tied.cumsum(-1) <= room))
+    return keep
 
 
 def nm_mask(x: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -83,21 +99,51 @@ class _TopKSTE(torch.autograd.Function):
     """Forward: exact top-K by magnitude per token. Backward: the gradient unchanged."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, k: int) -> torch.Tensor:
-        idx = topk_indices(x, k)
-        return torch.zeros_like(x).scatter_(-1, idx, x.gather(-1, idx))
+    def forward(ctx, x: torch.Tensor, k: int, use_triton: bool) -> torch.Tensor:
+        if use_triton:
+            return _triton_topk(x, k)
+        return x.masked_fill(~topk_mask(x, k), 0)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad, None
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return grad, None, None
 
 
-def topk_ste(x: torch.Tensor, k: int) -> torch.Tensor:
-    """`x` with all but its `k` largest-magnitude entries per token zeroed; STE backward."""
+def topk_ste(x: torch.Tensor, k: int, backend: Backend = "auto") -> torch.Tensor:
+    """`x` with all but its `k` largest-magnitude entries per token zeroed; STE backward.
+
+    `backend`: "auto" (the Triton selection on a CUDA tensor when Triton is installed and the
+    dtype / width allow it, else PyTorch), "torch", or "triton" (an error where it cannot run;
+    on a CPU it needs `TRITON_INTERPRET=1`). All give the same result.
+    """
     _check_k(x, k)
     if k == x.shape[-1]:
         return x
-    return _TopKSTE.apply(x, k)
+    return _TopKSTE.apply(x, k, _use_triton(x, backend))
+
+
+def _use_triton(x: torch.Tensor, backend: Backend) -> bool:
+    if backend == "torch":
+        return False
+    fits = x.dtype in _TRITON_DTYPES and x.shape[-1] <= TRITON_MAX_DIM and x.numel() > 0
+    available = importlib.util.find_spec("triton") is not None
+    if backend == "triton":
+        if not (fits and available):
+            raise ValueError(
+                f"the Triton top-K needs triton installed, a {_TRITON_DTYPES} tensor and a "
+                f"feature dim <= {TRITON_MAX_DIM}; got {x.dtype}, dim {x.shape[-1]}"
+            )
+        return True
+    if backend != "auto":
+        raise ValueError(f"backend must be auto, torch or triton, got {backend!r}")
+    return fits and available and x.is_cuda
+
+
+def _triton_topk(x: torch.Tensor, k: int) -> torch.Tensor:
+    from leanstar.sparse.kernels import select_topk
+
+    rows = x.reshape(-1, x.shape[-1]).contiguous()
+    return select_topk(rows, k).view(x.shape)
 
 
 def nm_ste(x: torch.Tensor, n: int, m: int) -> torch.Tensor:
