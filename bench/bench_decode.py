@@ -355,8 +355,11 @@ def check_decode_one(s: Shape, device, dtype, keep, layers, steps) -> str:
     torch.manual_seed(0)
     with torch.device(device):
         hf = Qwen2ForCausalLM(config).to(dtype).eval()
-    if keep is not None:
-        torch_ops.attach_reference_qsparse(hf, keep)
+    if keep is not None:  # the project's model patch is the reference (ties to the lowest index)
+        from leanstar.config import SparseConfig
+        from leanstar.sparse.qsparse import apply_qsparse
+
+        apply_qsparse(hf, SparseConfig(enabled=True, keep_ratio=keep))
     shape = Shape.from_hf(hf.config)
     k = Keep.from_ratios(shape, keep, keep) if keep else None
     weights = Weights.from_hf(hf, transposed=k is not None, device=device, dtype=dtype)

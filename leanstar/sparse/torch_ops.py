@@ -109,25 +109,3 @@ def decode_attention(q, k_cache, v_cache, pos, out) -> torch.Tensor:
         o = torch.softmax(scores, dim=-1)[:, None, :] @ v
         out[r] = o.reshape(hq * d).to(out.dtype)
     return out
-
-
-def attach_reference_qsparse(model, keep_ratio: float):
-    """Run a transformers Qwen2 under Q-Sparse with plain math (forward pre-hooks): top-K of
-    the inputs of q/k/v (one shared mask), o_proj, gate/up (shared) and down_proj; lm_head
-    dense. Ties at the threshold go to the lowest index, as in the kernels; the project's model
-    patch, `leanstar.sparse.qsparse.apply_qsparse`, takes `torch.topk`'s indices, whose order
-    among ties is unspecified. The benchmark's bf16 check uses this one so that the two sides
-    differ only by rounding."""
-
-    def hook(module, args, kwargs):
-        def sparsify(x):
-            return select_topk(x, kept_features(keep_ratio, x.shape[-1]))
-
-        if args:
-            return (sparsify(args[0]), *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": sparsify(kwargs["hidden_states"])}
-
-    for layer in model.model.layers:
-        for site in (layer.self_attn, layer.self_attn.o_proj, layer.mlp, layer.mlp.down_proj):
-            site.register_forward_pre_hook(hook, with_kwargs=True)
-    return model
