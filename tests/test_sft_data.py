@@ -98,7 +98,7 @@ def test_bad_inputs_name_file_and_line(tmp_path, thoughts):
         load_examples([str(tmp_path / "missing.jsonl")], [], "thought", seed=0)
 
 
-def test_completion_mask_token_by_token(tokenizer, thoughts):
+def test_completion_mask_token_by_token(tokenizer, thoughts, tmp_path):
     """One real example through our tokenisation and TRL's labels: the prompt is masked, the
     completion (thought, tactic block, end of turn) is not, token for token."""
     from trl import SFTTrainer
@@ -107,8 +107,8 @@ def test_completion_mask_token_by_token(tokenizer, thoughts):
 
     dataset, _ = build_dataset([str(thoughts)], tokenizer, fmt="thought", max_length=2048)
     model = _tiny_model(tokenizer)
-    cfg = SFTConfig(run_dir="unused", global_batch_size=4, max_length=2048)
-    trl_args = training_args(cfg, "unused/checkpoints")
+    cfg = SFTConfig(run_dir=str(tmp_path), global_batch_size=4, max_length=2048)
+    trl_args = training_args(cfg, str(tmp_path / "checkpoints"))
     trainer = SFTTrainer(model, args=trl_args, train_dataset=dataset, processing_class=tokenizer)
     record = thought_records()[0]
     row = trainer.train_dataset[0]
@@ -129,7 +129,7 @@ def test_completion_mask_token_by_token(tokenizer, thoughts):
 
 
 @pytest.mark.parametrize("chat", [True, False])
-def test_tokenisation_matches_trl(chat, tokenizer, plain_tokenizer, thoughts):
+def test_tokenisation_matches_trl(chat, tokenizer, plain_tokenizer, thoughts, tmp_path):
     """Our pre-tokenised rows equal what TRL's SFTTrainer makes of the raw prompt-completion rows."""
     from datasets import Dataset
     from trl import SFTConfig as TRLConfig
@@ -140,7 +140,7 @@ def test_tokenisation_matches_trl(chat, tokenizer, plain_tokenizer, thoughts):
     rows = [render(e, chat) for e in examples]
     assert isinstance(rows[0]["prompt"], list) is chat
     ours = tokenize(rows, tok, batch_size=7)
-    args = TRLConfig(output_dir="unused", max_length=None, report_to="none", bf16=False)
+    args = TRLConfig(output_dir=str(tmp_path), max_length=None, report_to="none", bf16=False)
     theirs = SFTTrainer(
         _tiny_model(tok), args=args, train_dataset=Dataset.from_list(rows), processing_class=tok
     ).train_dataset
