@@ -287,7 +287,7 @@ def check_kernels(models, device, dtype, log) -> list[str]:
                           torch.empty(b, k, device=device, dtype=dtype))  # fmt: skip
                     sel = kn.select_topk(x, k, compact=cp, plan=plan)
                     want = torch_ops.select_topk(x, k)
-                    cols = torch_ops.topk_keep(x, k).nonzero()[:, 1].view(b, k)
+                    cols = torch_ops.topk_mask(x, k).nonzero()[:, 1].view(b, k)
                     exact &= torch.equal(sel, want) and torch.equal(cp[0].long(), cols)
             lines.append(f"selection {plan} == reference (widths {checked}, batch 1/4/16): {exact}")
         except Exception as e:  # noqa: BLE001 - the tuner drops such a plan too
@@ -433,11 +433,18 @@ def bench_e2e(models, device, dtype, bw, keeps, new_tokens, hf_tokens, log) -> l
             w = sparse_w if ratio is not None else dense
             keep = Keep.from_ratios(s, ratio, ratio) if ratio is not None else None
             dec = Decoder(w, keep, max_batch=1, impl="triton")
-            gen_tps, step_ms = time_decoder(dec, prompt.tolist(), new_tokens, device)
+            gen_tps, step_ms, prefill_ms = time_decoder(dec, prompt.tolist(), new_tokens, device)
             floor_ms = weight_bytes_per_token(w, keep) / bw * 1e3
-            row[label] = dict(tokens_per_s=gen_tps, step_ms=step_ms, floor_ms=floor_ms)
+            # the rest of a generate() call: the first sample, the per-step host work, the copy
+            host_ms = 1e3 * new_tokens / gen_tps - (new_tokens - 1) * step_ms - prefill_ms
+            row[label] = dict(
+                tokens_per_s=gen_tps, step_ms=step_ms, floor_ms=floor_ms,
+                prefill_ms=prefill_ms, other_ms=host_ms,
+            )  # fmt: skip
             log(f"{model_name} {label}: {gen_tps:.1f} tokens/s generate(), {step_ms:.3f} ms/step "
-                f"graph replay, bandwidth floor {floor_ms:.3f} ms/step")  # fmt: skip
+                f"graph replay, bandwidth floor {floor_ms:.3f} ms/step; per generate() call "
+                f"{prefill_ms:.1f} ms prefill ({len(prompt)} tokens) + {host_ms:.1f} ms other "
+                "host work outside the replays")  # fmt: skip
             del dec
         results.append(row)
         del sparse_w, dense
@@ -457,18 +464,24 @@ def time_hf_generate(hf, prompt, tokens, device) -> float:
     return tokens / (time.perf_counter() - t0)
 
 
-def time_decoder(dec, prompt: list[int], new_tokens: int, device) -> tuple[float, float]:
-    """(tokens/s of a whole `generate` call incl. prefill, ms per graph-replayed decode step)."""
+def time_decoder(dec, prompt: list[int], new_tokens: int, device) -> tuple[float, float, float]:
+    """(tokens/s of a whole `generate` call incl. prefill, ms per graph-replayed decode step,
+    ms of the prompt's prefill alone): the call's time outside the replays, split."""
     dec.generate([prompt], 1, new_tokens, "greedy")  # warm-up: compile, tune, capture
     sync(device)
     t0 = time.perf_counter()
     dec.generate([prompt], 1, new_tokens, "greedy")
     sync(device)
     tps = new_tokens / (time.perf_counter() - t0)
-    if device.type != "cuda":
-        return tps, float("nan")
-    graph = dec.graphs[(1, "greedy")]
     m = dec.model
+    ids = torch.tensor(prompt, device=device)
+    t0 = time.perf_counter()
+    m.prefill(0, ids)
+    sync(device)
+    prefill_ms = 1e3 * (time.perf_counter() - t0)
+    if device.type != "cuda":
+        return tps, float("nan"), prefill_ms
+    graph = dec.graphs[(1, "greedy")]
     m.pos[0] = len(prompt)
     dec.step_idx.zero_()
     steps = new_tokens - 1
@@ -478,7 +491,7 @@ def time_decoder(dec, prompt: list[int], new_tokens: int, device) -> tuple[float
         graph.replay()
     end.record()
     sync(device)
-    return tps, start.elapsed_time(end) / steps
+    return tps, start.elapsed_time(end) / steps, prefill_ms
 
 
 def sync(device) -> None:

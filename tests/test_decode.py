@@ -195,7 +195,40 @@ def test_selection_plans_give_the_same_bf16_decode(monkeypatch):
         return out
 
     tuned = logits(True)
-    assert len(multi_calls) == 3 * 2  # three multi-program sites per layer (1 layer), 2 steps
+    # three multi-program sites per layer (1 layer); 2 prefills (which run the step's selection
+    # ops over the prompt's tokens) and 2 steps
+    assert len(multi_calls) == 3 * (2 + 2)
     for got, want in zip(tuned, logits(False), strict=True):
         assert torch.equal(got, want)
-    assert len(multi_calls) == 6  # the untuned decoder runs the bitwise search
+    assert len(multi_calls) == 12  # the untuned decoder runs the bitwise search
+
+
+@pytest.mark.skipif(not _triton_runs(), reason="needs triton (interpreter on CPU)")
+@pytest.mark.parametrize("keep", [None, 0.5])
+def test_prefill_runs_the_kernels_and_matches_the_twins(keep, monkeypatch):
+    """Prefill goes through the decoder's op set (the Triton selection kernels on a GPU, not
+    `torch.topk`), and gives the PyTorch twins' fp16 logits and caches bit for bit (fp16: the
+    interpreter truncates bf16 where torch rounds)."""
+    from leanstar.sparse import kernels as kn
+    from leanstar.sparse.decode_model import DecodeModel, Keep, Shape, Weights
+
+    shape = Shape(512, 64, 176, 2, 4, 2, 16, 1e-6, 1e4, 4096)
+    weights = Weights.random(shape, transposed=True, device="cpu", dtype=torch.float16)
+    k = Keep.from_ratios(shape, keep, keep) if keep else None
+    calls = []
+    for name in ("add_rmsnorm_select", "act_mul_select", "select_topk"):
+        real = getattr(kn, name)
+        monkeypatch.setattr(
+            kn, name, lambda *a, _f=real, _n=name, **kw: calls.append(_n) or _f(*a, **kw)
+        )
+    ids = torch.tensor([3, 14, 15, 92, 65, 35, 89, 79, 32])
+    models = {}
+    for impl in ("torch", "triton"):
+        models[impl] = DecodeModel(weights, k, max_batch=1, max_seq=16, impl=impl)
+        models[impl].logits[0] = models[impl].prefill(0, ids)
+    per_layer = ["add_rmsnorm_select", "add_rmsnorm_select", "act_mul_select"]
+    per_layer += ["select_topk"] if keep else []
+    assert sorted(calls) == sorted(per_layer * shape.layers + ["add_rmsnorm_select"])
+    want, got = models["torch"], models["triton"]
+    assert torch.equal(got.logits, want.logits)
+    assert torch.equal(got.k_cache, want.k_cache) and torch.equal(got.v_cache, want.v_cache)

@@ -10,8 +10,9 @@ Dense projections are cuBLAS `F.linear` on the usual (out, in) weight; Q-Sparse 
 sparse GEMV on the transposed (in, out) weight, accumulating into an fp32 workspace that is
 zeroed once per step. `lm_head` stays dense, as in Q-Sparse.
 
-Prefill (the prompt) runs in plain PyTorch, one prompt at a time, with the same top-K
-semantics (`torch_ops.topk_keep`) and the same rounding steps as the decode step.
+Prefill (the prompt, one prompt at a time) runs the step's ops over all the prompt's tokens at
+once: the same norm + top-K and activation + top-K ops (so the same kernels on a GPU, and the
+same rounding steps), with dense matmuls for the projections and SDPA for causal attention.
 """
 
 from __future__ import annotations
@@ -351,32 +352,38 @@ class DecodeModel:
             raise ValueError(f"prompt of {t} tokens does not fit {self.max_seq} cache positions")
         positions = torch.arange(t, device=self.device)
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
+        ops, k = self.ops, keep.counts() if keep is not None else dict.fromkeys(SITES)
+        relu2 = bool(keep and keep.relu2)
         h = w.embed[ids]
+        x = torch.empty_like(h)
+        act = torch.empty(t, s.intermediate, device=self.device, dtype=self.dtype)
+        group = s.heads // s.kv_heads
+        delta = None
         for i, layer in enumerate(w.layers):
-            x = _maybe_select(torch_ops.rmsnorm(h, layer.in_norm, s.eps), keep and keep.qkv)
+            x = ops.add_rmsnorm_select(h, delta, layer.in_norm, s.eps, k["qkv"], x)
             qkv = self._dense(x, layer.qkv, layer.qkv_bias).view(t, -1, s.head_dim)
             q = torch_ops.rotate(qkv[:, : s.heads], cos, sin)
-            k = torch_ops.rotate(qkv[:, s.heads : s.heads + s.kv_heads], cos, sin)
+            kv = torch_ops.rotate(qkv[:, s.heads : s.heads + s.kv_heads], cos, sin)
             v = qkv[:, s.heads + s.kv_heads :]
-            self.k_cache[i, row, :, :t] = k.transpose(0, 1)
+            self.k_cache[i, row, :, :t] = kv.transpose(0, 1)
             self.v_cache[i, row, :, :t] = v.transpose(0, 1)
-            group = s.heads // s.kv_heads
             attn = F.scaled_dot_product_attention(
                 q.transpose(0, 1),
-                k.transpose(0, 1).repeat_interleave(group, 0),
+                kv.transpose(0, 1).repeat_interleave(group, 0),
                 v.transpose(0, 1).repeat_interleave(group, 0),
                 is_causal=True,
             )
-            attn = _maybe_select(attn.transpose(0, 1).reshape(t, -1), keep and keep.o)
-            h = h + self._dense(attn, layer.o, None)
-            x = _maybe_select(torch_ops.rmsnorm(h, layer.post_norm, s.eps), keep and keep.gate_up)
+            attn = attn.transpose(0, 1).reshape(t, -1)
+            if keep is not None:
+                attn = ops.select_topk(attn, k["o"])
+            o = self._dense(attn, layer.o, None)
+            x = ops.add_rmsnorm_select(h, o, layer.post_norm, s.eps, k["gate_up"], x)
             gate_up = self._dense(x, layer.gate_up, None)
-            act = torch_ops.activation(gate_up[:, : s.intermediate], bool(keep and keep.relu2))
-            act = _maybe_select(act * gate_up[:, s.intermediate :], keep and keep.down)
-            h = h + self._dense(act, layer.down, None)
-        x = torch_ops.rmsnorm(h[-1:], w.final_norm, s.eps)
+            act = ops.act_mul_select(gate_up, k["down"], act, relu2)
+            delta = self._dense(act, layer.down, None)
+        last = ops.add_rmsnorm_select(h[-1:], delta[-1:], w.final_norm, s.eps, None, x[-1:])
         self.pos[row] = t - 1
-        return F.linear(x, w.lm_head).float()[0]
+        return F.linear(last, w.lm_head).float()[0]
 
     def _dense(self, x, weight, bias):
         return F.linear(x, weight.t() if self.weights.transposed else weight, bias)
@@ -386,10 +393,6 @@ class DecodeModel:
         self.k_cache[:, dst, :, :length] = self.k_cache[:, src, :, :length]
         self.v_cache[:, dst, :, :length] = self.v_cache[:, src, :, :length]
         self.pos[dst] = self.pos[src]
-
-
-def _maybe_select(x: torch.Tensor, k: int | None) -> torch.Tensor:
-    return x if k is None else torch_ops.select_topk(x, k)
 
 
 def rope_tables(shape: Shape, max_seq: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,28 +13,18 @@ import math
 import torch
 import torch.nn.functional as F
 
+from leanstar.sparse.topk import keep_count, topk_mask
+
 
 def kept_features(keep_ratio: float, n: int) -> int:
     """How many of `n` inputs a projection keeps (Q-Sparse's `keep_count`)."""
-    from leanstar.sparse.topk import keep_count
-
     return keep_count(n, keep_ratio)
-
-
-def topk_keep(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Mask of each row's `k` largest |x| (last dim); ties at the threshold: lowest index first."""
-    mag = x.abs()
-    threshold = torch.topk(mag, k, dim=-1).values[..., -1:]
-    above = mag > threshold
-    tied = mag == threshold
-    room = k - above.sum(-1, keepdim=True)
-    return above | (tied & (tied.cumsum(-1) <= room))
 
 
 def select_topk(x, k: int, out=None, state=None, compact=None, plan=None) -> torch.Tensor:
     """`state` (a warm start for the kernel's search) and `plan` (how the kernel runs) change
     nothing here and are ignored."""
-    keep = topk_keep(x, k)
+    keep = topk_mask(x, k)
     y = torch.where(keep, x, torch.zeros_like(x))
     if compact is not None:
         idx, val = compact
