@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from leanstar.sparse import torch_ops
+from leanstar.sparse import decode_model, torch_ops
 from leanstar.sparse.decode_model import (
     COMPACT_MAX_WIDTH,
     QWEN2_0_5B,
@@ -107,28 +107,31 @@ def bench_kernels(models, clock, bw, device, dtype, batches, densities, log) -> 
                 copies = 1
             w = [0.02 * torch.randn(m, n, device=device, dtype=dtype) for _ in range(copies)]
             wt = [t.t().contiguous() for t in w]
-            tuned = {}
-            for rows in sorted({1 if b == 1 else 16 for b in batches}):
+            # (batch, compacted list): batch 1 with a list up to COMPACT_MAX_WIDTH wide, as the
+            # decoder's default; wider, both ways (the decoder's tuning picks per site).
+            runs = [(b, b == 1 and n <= COMPACT_MAX_WIDTH) for b in batches]
+            if 1 in batches and n > COMPACT_MAX_WIDTH:
+                runs.insert(1, (1, True))
+            for b, listed in runs:
+                cfg = "default"
                 if device.type == "cuda":
-                    cfg, _ = kn.tune_gemv(rows, n, m, dtype, density=0.5)
-                    tuned[rows] = cfg
-            for b in batches:
+                    cfg, _ = kn.tune_gemv(b, n, m, dtype, density=0.5, gather=listed)
                 xs = [torch.randn(b, n, device=device, dtype=dtype) for _ in range(copies)]
                 dense_us = clock.per_call_us(
                     lambda i, xs=xs, w=w, c=copies: F.linear(xs[i % c], w[i % c])
                 )
                 dense_floor = (n * m + b * n + b * m) * dtype.itemsize / bw * 1e6
-                row = dict(model=model_name, proj=proj, n=n, m=m, batch=b, dense_us=dense_us,
-                           dense_floor_us=dense_floor, copies=copies,
-                           config=str(tuned.get(1 if b == 1 else 16, "default")),
-                           select=str(kn.select_plan("select", b, n, dtype)))  # fmt: skip
+                label = proj + (" (list)" if listed else " (masked)" if b == 1 else "")
+                row = dict(model=model_name, proj=label, n=n, m=m, batch=b, dense_us=dense_us,
+                           dense_floor_us=dense_floor, copies=copies, config=str(cfg),
+                           select=str(kn.select_plan("select", b, n, dtype, compact=listed)))  # fmt: skip
                 for d in densities:
                     k = torch_ops.kept_features(d, n)
                     outs = [torch.empty(b, m, device=device) for _ in range(copies)]
 
                     state = torch.zeros(b, device=device, dtype=torch.int32)
                     cp = None
-                    if b == 1 and n <= COMPACT_MAX_WIDTH:  # as the decoder does
+                    if listed:
                         cp = (torch.empty(1, k, device=device, dtype=torch.int32),
                               torch.empty(1, k, device=device, dtype=dtype))  # fmt: skip
 
@@ -177,15 +180,18 @@ def select_lines(models, dtype, log, clock) -> list[dict]:
     widths = sorted({n for _, shape in models for _, n, _ in projections(shape)})
     sites += [("select", 1, n) for n in widths]
     sites += [("select", 16, n) for n in widths if n > COMPACT_MAX_WIDTH]
+    wide = [(kind, n) for kind, rows, n in sites if rows == 1 and n > COMPACT_MAX_WIDTH]
     log(
-        "| site | N | batch | "
+        "| site | N | batch | compacted list | "
         + " | ".join(SELECT_COLUMNS)
         + " | chosen | old / chosen | tuning s |"
     )
-    log("|" + "|".join(["---"] * (6 + len(SELECT_COLUMNS))) + "|")
+    log("|" + "|".join(["---"] * (7 + len(SELECT_COLUMNS))) + "|")
     rows_out = []
-    for kind, rows, n in sorted(set(sites), key=lambda t: (t[2], t[0], t[1])):
-        compact = rows == 1 and n <= COMPACT_MAX_WIDTH  # as the decoder and the kernels table
+    # batch 1 compacts up to COMPACT_MAX_WIDTH wide; wider sites are tuned both ways
+    runs = [(kind, rows, n, rows == 1 and n <= COMPACT_MAX_WIDTH) for kind, rows, n in sites]
+    runs += [(kind, 1, n, True) for kind, n in wide]
+    for kind, rows, n, compact in sorted(set(runs), key=lambda t: (t[2], t[0], t[1], t[3])):
         t0 = time.perf_counter()
         try:
             best, times = kn.tune_select_site(
@@ -193,12 +199,13 @@ def select_lines(models, dtype, log, clock) -> list[dict]:
                 timer=clock.per_call_us,
             )  # fmt: skip
         except Exception as e:  # noqa: BLE001 - then the site keeps the bitwise search
-            log(f"| {kind} | {n} | {rows} | tuning FAILED: {type(e).__name__}: {str(e)[:200]} |")
+            log(f"| {kind} | {n} | {rows} | {'list' if compact else '-'} | tuning FAILED: "
+                f"{type(e).__name__}: {str(e)[:200]} |")  # fmt: skip
             continue
         by_name = {_plan_column(p): us for p, us in times.items()}
         cells = [f"{by_name[c]:.1f}" if c in by_name else "-" for c in SELECT_COLUMNS]
         old = times.get(kn.SelectPlan(), float("nan"))
-        log(f"| {kind} | {n} | {rows} | " + " | ".join(cells)
+        log(f"| {kind} | {n} | {rows} | {'list' if compact else '-'} | " + " | ".join(cells)
             + f" | {_plan_column(best)} | {old / times[best]:.2f}x "
             + f"| {time.perf_counter() - t0:.1f} |")  # fmt: skip
         rows_out.append(dict(kind=kind, n=n, rows=rows, compact=compact, best=str(best),
@@ -433,6 +440,10 @@ def bench_e2e(models, device, dtype, bw, keeps, new_tokens, hf_tokens, log) -> l
             w = sparse_w if ratio is not None else dense
             keep = Keep.from_ratios(s, ratio, ratio) if ratio is not None else None
             dec = Decoder(w, keep, max_batch=1, impl="triton")
+            for (kind, n), us in dec.tuning.items():
+                log(f"{model_name} {label}: batch-1 {kind} site, {n} wide: selection + GEMVs "
+                    f"{us[True]:.1f} us with the compacted list, {us[False]:.1f} us masked rows "
+                    f"-> {'list' if us[True] < us[False] else 'masked'}")  # fmt: skip
             gen_tps, step_ms, prefill_ms = time_decoder(dec, prompt.tolist(), new_tokens, device)
             floor_ms = weight_bytes_per_token(w, keep) / bw * 1e3
             # the rest of a generate() call: the first sample, the per-step host work, the copy
@@ -525,6 +536,8 @@ def main(argv: list[str] | None = None) -> None:
     batches, densities, new_tokens, hf_tokens = BATCHES, DENSITIES, 128, 64
     if args.dry_run:
         tiny = Shape(512, 64, 176, 2, 4, 2, 16, 1e-6, 1e4, 4096)
+        global COMPACT_MAX_WIDTH  # so that the tiny down input takes the wide-input paths
+        COMPACT_MAX_WIDTH = decode_model.COMPACT_MAX_WIDTH = 128
         models = [("tiny", tiny)]
         batches, densities, new_tokens, hf_tokens = (1, 4), (1.0, 0.5), 6, 4
     import triton
@@ -574,7 +587,8 @@ def kernels_section(models, clock, bw, device, dtype, batches, densities, log):
     log("(the bitwise search warm-started from the previous call where none was tuned; a")
     log("different random row each call); batch 1 uses the tuned GEMV (gather over the compacted")
     log(
-        f"list for inputs up to {COMPACT_MAX_WIDTH} wide, as the decoder does; else masked rows).\n"
+        f"list for inputs up to {COMPACT_MAX_WIDTH} wide, as the decoder does; wider inputs both "
+        "ways: '(list)' and '(masked)' rows).\n"
     )
     log(kernel_header(densities))
     rows = bench_kernels(models, clock, bw, device, dtype, batches, densities, log)
@@ -594,10 +608,10 @@ def select_section(models, device, dtype, log, clock):
     log("the decoder calls each site: `select` = the selection alone (o-projection input; every")
     log("width for the kernels table), `add_rmsnorm` / `act_mul` = fused into that op (q/k/v and")
     log("gate/up inputs / down input), warm-start state (used by the search only), compacted")
-    log(f"lists at batch 1 for widths up to {COMPACT_MAX_WIDTH}. Density 0.5. search (old) = one")
-    log("program per row, bitwise search warm-started from the previous call; radix = one program")
-    log("per row, 2 histogram passes; multi C = C-wide chunks on separate programs, 3 launches")
-    log(f"(tried for widths of {MULTI_MIN_WIDTH} and more).")
+    log(f"lists at batch 1 for widths up to {COMPACT_MAX_WIDTH} (wider: both ways). Density 0.5.")
+    log("search (old) = one program per row, bitwise search warm-started from the previous call;")
+    log("radix = one program per row, 2 histogram passes; multi C = C-wide chunks on separate")
+    log(f"programs, 3 launches (tried for widths of {MULTI_MIN_WIDTH} and more).")
     log("Every plan is checked equal to the search's output before it is timed; the fastest is")
     log("used from here on (kernels table, end to end).\n")
     return select_lines(models, dtype, log, clock)

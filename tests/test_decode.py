@@ -182,8 +182,10 @@ def test_selection_plans_give_the_same_bf16_decode(monkeypatch):
     def logits(tuned: bool) -> list[torch.Tensor]:
         monkeypatch.setattr(kn, "_PLANS", {})
         for kind, plan in plans.items() if tuned else ():
-            for rows in (1, 2):
-                kn.set_select_plan(kind, rows, {"act_mul": 176}.get(kind, 64), torch.bfloat16, plan)
+            # batch-1 steps compact; batch-2 steps and the prefills (3, 4 rows) do not
+            for rows, compact in ((1, True), (2, False)):
+                n = {"act_mul": 176}.get(kind, 64)
+                kn.set_select_plan(kind, rows, n, torch.bfloat16, plan, compact)
         model = DecodeModel(weights, keep, max_batch=2, max_seq=16, impl="triton")
         for row, ids in enumerate(prompts):
             model.prefill(row, ids)
@@ -232,3 +234,60 @@ def test_prefill_runs_the_kernels_and_matches_the_twins(keep, monkeypatch):
     want, got = models["torch"], models["triton"]
     assert torch.equal(got.logits, want.logits)
     assert torch.equal(got.k_cache, want.k_cache) and torch.equal(got.v_cache, want.v_cache)
+
+
+def test_tuning_picks_the_compacted_list_per_wide_site_by_time(monkeypatch):
+    """At batch 1 a site wider than COMPACT_MAX_WIDTH is timed with and without the compacted
+    list (its selection + the GEMVs reading it) and takes the faster; narrower sites always
+    compact; untimed (nan) results keep the default; the decode model follows the choice."""
+    from leanstar.sparse import decode_model as dm
+    from leanstar.sparse import kernels as kn
+    from leanstar.sparse.decode_model import DecodeModel, Keep, Shape, Weights
+
+    monkeypatch.setattr(dm, "COMPACT_MAX_WIDTH", 128)  # the 176-wide down input is "wide"
+    shape = Shape(512, 64, 176, 1, 4, 2, 16, 1e-6, 1e4, 4096)
+    weights = Weights.random(shape, transposed=True, device="cpu", dtype=torch.float32)
+    keep = Keep.from_ratios(shape, 0.5, 0.5)
+    calls = []
+
+    def run(select_us, gemv_us):
+        monkeypatch.setattr(dm, "_COMPACTS", {})
+        calls.clear()
+
+        def select(kind, rows, n, dtype, density, compact, relu2):
+            calls.append(("select", kind, rows, n, compact))
+            plan = kn.SelectPlan()
+            return plan, {plan: select_us[compact]} if select_us[compact] is not None else {}
+
+        def gemv(rows, n, m, dtype, density, gather):
+            calls.append(("gemv", rows, n, m, gather))
+            return kn.GemvConfig(gather=gather), gemv_us[gather]
+
+        monkeypatch.setattr(kn, "tune_select_site", select)
+        monkeypatch.setattr(kn, "tune_gemv", gemv)
+        dec = Decoder(weights, keep, max_batch=4, impl="triton", tune=False)
+        dec.tune()
+        return dec, DecodeModel(weights, keep, max_batch=1, max_seq=8, impl="torch")
+
+    # the list costs 1 us more to select and saves 5 us in the GEMV: it wins
+    dec, model = run({True: 9.0, False: 8.0}, {True: 10.0, False: 15.0})
+    assert dec.tuning == {("act_mul", 176): {True: 19.0, False: 23.0}}
+    assert dm.compacts("act_mul", 176, torch.float32) and "down" in model.compact
+    selects = {c[1:] for c in calls if c[0] == "select"}
+    assert selects == {
+        ("add_rmsnorm", 1, 64, True), ("select", 1, 64, True),  # narrow: always the list
+        ("act_mul", 1, 176, False), ("act_mul", 1, 176, True),  # wide: both ways
+        ("add_rmsnorm", 4, 64, False), ("select", 4, 64, False), ("act_mul", 4, 176, False),
+    }  # fmt: skip
+    gemvs = {c[1:] for c in calls if c[0] == "gemv"}
+    assert (1, 176, 64, True) in gemvs and (1, 176, 64, False) in gemvs
+    assert (1, 64, 352, True) in gemvs and (4, 64, 352, False) in gemvs  # gate/up reads norm
+
+    # the list costs more than it saves: masked rows
+    dec, model = run({True: 20.0, False: 8.0}, {True: 10.0, False: 15.0})
+    assert not dm.compacts("act_mul", 176, torch.float32) and "down" not in model.compact
+    assert {"qkv", "o", "gate_up"} <= set(model.compact)
+
+    # a site set by hand, not timed (nan): no decision, the default (wider: no list)
+    dec, model = run({True: None, False: 8.0}, {True: 10.0, False: 15.0})
+    assert dec.tuning == {} and "down" not in model.compact

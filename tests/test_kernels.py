@@ -127,8 +127,10 @@ def test_radix_and_multi_program_selection_are_exact(dtype, plan, monkeypatch):
 
 def test_tuning_drops_a_failing_plan_and_keeps_the_fastest(monkeypatch):
     """`tune_select_site` checks each candidate against the bitwise search before timing it;
-    one that does not compile is dropped (and printed), the fastest of the rest is kept."""
+    one that does not compile is dropped (and printed), the fastest of the rest is kept, for
+    calls that compact only (a call without the list is another site), with its time."""
     monkeypatch.setattr(kn, "_PLANS", {})
+    monkeypatch.setattr(kn, "_PLAN_US", {})
     broken = kn.SelectPlan("multi", num_warps=2, chunk=100)  # not a power of 2: cannot build
     good = kn.SelectPlan("multi", num_warps=2, chunk=64)
     plans = [kn.SelectPlan(), kn.SelectPlan("radix"), good, broken]
@@ -146,8 +148,36 @@ def test_tuning_drops_a_failing_plan_and_keeps_the_fastest(monkeypatch):
             kind, 1, 200, torch.bfloat16, compact=True, device=DEV, timer=timer
         )
         assert best == good and broken not in times and len(times) == 3
-        assert kn.select_plan(kind, 1, 200, torch.bfloat16) == good
-        assert kn.tune_select_site(kind, 1, 200, torch.bfloat16, device=DEV) == (good, {})
+        assert kn.select_plan(kind, 1, 200, torch.bfloat16, compact=True) == good
+        assert kn.select_plan(kind, 1, 200, torch.bfloat16) == kn.SelectPlan()
+        again = kn.tune_select_site(kind, 1, 200, torch.bfloat16, compact=True, device=DEV)
+        assert again == (good, {good: 5.0})
+
+
+def test_gemv_tiles_are_tuned_per_call_kind(monkeypatch):
+    """A batch-1 GEMV handed the compacted list may pick a gather tile; one without the list is
+    tuned over the masked tiles alone and remembered apart (run 3 ran the 7B down projection's
+    masked GEMV with a tile tuned for the gather kernel)."""
+    monkeypatch.setattr(kn, "_TUNED", {})
+    monkeypatch.setattr(kn, "_TUNED_US", {})
+    n, m, dtype = 96, 64, torch.float16
+    for gather in (True, False):
+        tiles = kn.candidates(1, gather)
+        assert any(c.gather for c in tiles) is gather
+        fake_us = iter(float(len(tiles) - i) for i in range(len(tiles)))  # the last is fastest
+
+        def timer(fn, fake_us=fake_us):
+            fn(0)
+            return next(fake_us)
+
+        best, us = kn.tune_gemv(1, n, m, dtype, gather=gather, device=DEV, timer=timer)
+        assert best == tiles[-1] and best.gather is gather and us == 1.0
+    assert kn.gemv_config(1, n, m, dtype, gather=True).gather
+    assert not kn.gemv_config(1, n, m, dtype).gather
+    assert kn.tune_gemv(1, n, m, dtype, gather=True, device=DEV) == (
+        kn.candidates(1, True)[-1],
+        1.0,
+    )
 
 
 @pytest.mark.parametrize("dtype", HALF)

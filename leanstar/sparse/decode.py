@@ -16,6 +16,7 @@ as in the transformers backend.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -57,37 +58,47 @@ class Decoder:
         self.use_graphs = self.device.type == "cuda"
         self.model: DecodeModel | None = None
         self._rng = torch.Generator(device=self.device)
+        self.tuning: dict[tuple[str, int], dict[bool, float]] = {}  # site -> {compact: us}
         if tune and self.use_graphs and keep is not None and impl == "triton":
             self.tune()
 
     def tune(self) -> None:
-        """Time, on this GPU, the sparse GEMV's candidate tiles for each projection shape and
-        the selection's candidate plans for each selection site (as the decode step calls
-        them: fused into add + RMSNorm, alone after attention, fused into act * up)."""
-        from leanstar.sparse.decode_model import COMPACT_MAX_WIDTH
+        """Time, on this GPU, each selection site's candidate plans (as the decode step calls
+        them: fused into add + RMSNorm, alone after attention, fused into act * up) and the
+        sparse GEMV's candidate tiles for each projection that reads the site. At batch 1 a
+        site wider than COMPACT_MAX_WIDTH is timed both ways, with and without the compacted
+        list of kept inputs (selection + the GEMVs reading it), and takes the faster."""
+        from leanstar.sparse.decode_model import COMPACT_MAX_WIDTH, set_compacts
         from leanstar.sparse.kernels import tune_gemv, tune_select_site
 
         s, k, dtype = self.weights.shape, self.keep, self.weights.embed.dtype
-        sites = [
-            (s.hidden, s.qkv_dim, k.qkv),
-            (s.heads * s.head_dim, s.hidden, k.o),
-            (s.hidden, 2 * s.intermediate, k.gate_up),
-            (s.intermediate, s.hidden, k.down),
-        ]
-        selections = [
-            ("add_rmsnorm", s.hidden, k.qkv),
-            ("select", s.heads * s.head_dim, k.o),
-            ("act_mul", s.intermediate, k.down),
+        sites = [  # (kind, width, K, [(output width, K) of each projection reading it])
+            ("add_rmsnorm", s.hidden, k.qkv, [(s.qkv_dim, k.qkv), (2 * s.intermediate, k.gate_up)]),
+            ("select", s.heads * s.head_dim, k.o, [(s.hidden, k.o)]),
+            ("act_mul", s.intermediate, k.down, [(s.hidden, k.down)]),
         ]
         for rows in sorted({1, min(self.max_batch, 16)}):
-            for n, m, kept in sites:
-                tune_gemv(rows, n, m, dtype, density=kept / n)
-            for kind, n, kept in selections:
-                compact = rows == 1 and n <= COMPACT_MAX_WIDTH  # as DecodeModel compacts
-                try:
-                    tune_select_site(kind, rows, n, dtype, kept / n, compact, k.relu2)
-                except Exception as e:  # noqa: BLE001 - the site keeps the bitwise search
-                    print(f"selection tuning failed for {kind} n={n} rows={rows}: {e!r}")
+            for kind, n, kept, readers in sites:
+                modes = [False] if rows > 1 else [True] if n <= COMPACT_MAX_WIDTH else [False, True]
+                site_us = {}
+                for compact in modes:
+                    try:
+                        plan, times = tune_select_site(
+                            kind, rows, n, dtype, kept / n, compact, k.relu2
+                        )
+                        gemvs = [
+                            tune_gemv(rows, n, m, dtype, km / n, gather=compact)[1]
+                            for m, km in readers
+                        ]
+                    except Exception as e:  # noqa: BLE001 - the site keeps the default path
+                        print(
+                            f"tuning failed for {kind} n={n} rows={rows} compact={compact}: {e!r}"
+                        )
+                        continue
+                    site_us[compact] = times.get(plan, math.nan) + sum(gemvs)
+                if len(site_us) == 2 and not any(math.isnan(us) for us in site_us.values()):
+                    set_compacts(kind, n, dtype, site_us[True] < site_us[False])
+                    self.tuning[(kind, n)] = site_us
 
     def _ensure(self, max_seq: int) -> DecodeModel:
         if self.model is None or self.model.max_seq < max_seq:

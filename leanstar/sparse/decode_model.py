@@ -73,12 +73,26 @@ QWEN2_7B = Shape(152064, 3584, 18944, 28, 28, 4, 128, 1e-6, 1e6, 131072)
 
 
 SITES = ("qkv", "o", "gate_up", "down")  # the four top-K sites of a layer
+# The selection op that produces each site's input (q/k/v and gate/up: after add + RMSNorm).
+SELECTED_BY = dict(qkv="add_rmsnorm", o="select", gate_up="add_rmsnorm", down="act_mul")
 
 # Batch-1 sites at most this wide hand the GEMV a compacted list of kept inputs. Measured on
 # an H100 (bench/RESULTS.md): for 3584-wide inputs (Qwen2-7B q/k/v, o, gate/up) compacting +
 # the gather GEMV beat masked rows; for the 18944-wide down-projection input the compaction
-# made the one-program-per-row selection far slower (87 vs 60 us fused, density 0.5).
+# made the one-program-per-row selection far slower (87 vs 60 us fused, density 0.5, run 2).
+# Wider sites compact if `Decoder.tune` measured that faster on this GPU (`set_compacts`).
 COMPACT_MAX_WIDTH = 8192
+_COMPACTS: dict[tuple[str, int, torch.dtype], bool] = {}
+
+
+def compacts(kind: str, n: int, dtype: torch.dtype) -> bool:
+    """Whether batch-1 selection site `kind` (kernels.KINDS), `n` wide, compacts its kept
+    inputs for the GEMV."""
+    return _COMPACTS.get((kind, n, dtype), n <= COMPACT_MAX_WIDTH)
+
+
+def set_compacts(kind: str, n: int, dtype: torch.dtype, compact: bool) -> None:
+    _COMPACTS[(kind, n, dtype)] = compact
 
 
 @dataclass(frozen=True)
@@ -279,13 +293,13 @@ class DecodeModel:
         if keep is not None:
             # Per (layer, site, row): the last top-K threshold, where the next search starts.
             self.select_state = buf(s.layers, len(SITES), b, dtype=torch.int32)
-            # Batch 1: the kept inputs of each narrow site, compacted for the gather GEMV.
+            # Batch 1: the kept inputs of each compacting site, listed for the gather GEMV.
             widths = dict(qkv=s.hidden, o=s.heads * s.head_dim, gate_up=s.hidden)
             widths["down"] = s.intermediate
             self.compact = {
                 site: (buf(1, k, dtype=torch.int32), buf(1, k))
                 for site, k in keep.counts().items()
-                if widths[site] <= COMPACT_MAX_WIDTH
+                if compacts(SELECTED_BY[site], widths[site], dt)
             }
 
     # ------------------------------------------------------------ decode step

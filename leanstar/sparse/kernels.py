@@ -206,23 +206,37 @@ class SelectPlan:
 
 
 KINDS = ("select", "add_rmsnorm", "act_mul")  # the op a selection is fused into
+# Tuned plans and their measured us, per site: (kind, tile rows, width, dtype, compacts).
 _PLANS: dict[tuple, SelectPlan] = {}
+_PLAN_US: dict[tuple, float] = {}
+
+
+def _site_key(kind: str, rows: int, n: int, dtype: torch.dtype, compact: bool) -> tuple:
+    return kind, _tile_rows(rows), n, dtype, bool(compact)
 
 
 def select_plan(
-    kind: str, rows: int, n: int, dtype: torch.dtype, plan: SelectPlan | None = None
+    kind: str,
+    rows: int,
+    n: int,
+    dtype: torch.dtype,
+    plan: SelectPlan | None = None,
+    compact: bool = False,
 ) -> SelectPlan:
-    """`plan` if given, else the one `tune_select_site` measured best for this site, else the
-    bitwise search (also for a multi-program plan on fp32 rows, which it does not handle)."""
-    plan = plan or _PLANS.get((kind, _tile_rows(rows), n, dtype))
+    """`plan` if given, else the one `tune_select_site` measured best for this site (`compact`:
+    whether the call also writes the compacted list), else the bitwise search (also for a
+    multi-program plan on fp32 rows, which it does not handle)."""
+    plan = plan or _PLANS.get(_site_key(kind, rows, n, dtype, compact))
     if plan is None or (plan.method == "multi" and _magnitude_bits(dtype) != 15):
         return SelectPlan()
     return plan
 
 
-def set_select_plan(kind: str, rows: int, n: int, dtype: torch.dtype, plan: SelectPlan) -> None:
+def set_select_plan(
+    kind: str, rows: int, n: int, dtype: torch.dtype, plan: SelectPlan, compact: bool = False
+) -> None:
     assert kind in KINDS and plan.method in ("search", "radix", "multi"), plan
-    _PLANS[(kind, _tile_rows(rows), n, dtype)] = plan
+    _PLANS[_site_key(kind, rows, n, dtype, compact)] = plan
 
 
 def _selection_args(like: torch.Tensor, k: int, state, compact, plan: SelectPlan) -> tuple:
@@ -407,7 +421,7 @@ def select_topk(
     assert x.dim() == 2 and x.stride(1) == 1, "select_topk wants a row-major (B, N) tensor"
     out = torch.empty_like(x) if out is None else out
     n = x.shape[1]
-    plan = select_plan("select", x.shape[0], n, x.dtype, plan)
+    plan = select_plan("select", x.shape[0], n, x.dtype, plan, compact is not None)
     st, idx, val, stride_c, flags = _selection_args(x, k, state, compact, plan)
     if plan.method == "multi":
         _multi_select(x, out, n, k, compact, plan)
@@ -468,7 +482,7 @@ def add_rmsnorm_select(
     selects in place: one launch more).
     """
     n = h.shape[1]
-    plan = select_plan("add_rmsnorm", h.shape[0], n, h.dtype, plan)
+    plan = select_plan("add_rmsnorm", h.shape[0], n, h.dtype, plan, compact is not None)
     multi = k is not None and plan.method == "multi"
     st, idx, val, stride_c, flags = _selection_args(h, k or 1, state, compact, plan)
     _add_rmsnorm_select_kernel[(h.shape[0],)](
@@ -524,7 +538,7 @@ def act_mul_select(
     `select_topk` (a "multi" plan computes act * up in its first pass)."""
     n = out.shape[1]
     assert gate_up.shape[1] == 2 * n and gate_up.stride(1) == 1
-    plan = select_plan("act_mul", out.shape[0], n, out.dtype, plan)
+    plan = select_plan("act_mul", out.shape[0], n, out.dtype, plan, compact is not None)
     st, idx, val, stride_c, flags = _selection_args(out, k or 1, state, compact, plan)
     if k is not None and plan.method == "multi":
         _multi_select(gate_up, out, n, k, compact, plan, producer=2 if relu2 else 1)
@@ -634,21 +648,30 @@ def _gather_gemv_kernel(
 # interpreter the batched GEMV multiplies in fp32; compiled GPU code uses the bf16 tensor cores.
 INTERPRETED = type(_sparse_gemv_kernel).__name__ == "InterpretedFunction"
 
+# Tuned tiles and their measured us, per (tile rows, N, M, dtype, compacted list given).
 _TUNED: dict[tuple, GemvConfig] = {}
+_TUNED_US: dict[tuple, float] = {}
 
 
-def gemv_config(rows: int, n: int, m: int, dtype: torch.dtype) -> GemvConfig:
-    """The tuned tile for this shape if `tune_gemv` measured one, else a default."""
-    tuned = _TUNED.get((_tile_rows(rows), n, m, dtype))
+def _gemv_key(rows: int, n: int, m: int, dtype: torch.dtype, gather: bool) -> tuple:
+    return _tile_rows(rows), n, m, dtype, bool(gather) and rows == 1
+
+
+def gemv_config(rows: int, n: int, m: int, dtype: torch.dtype, gather: bool = False) -> GemvConfig:
+    """The tuned tile for this shape if `tune_gemv` measured one, else a default. `gather`:
+    the caller passes the compacted list (batch 1), so a gather tile may be chosen."""
+    tuned = _TUNED.get(_gemv_key(rows, n, m, dtype, gather))
     if tuned is not None:
         return tuned
     if rows == 1:
-        return GemvConfig(bm=64, bk=32, programs=2112, num_warps=2, gather=True)
+        return GemvConfig(bm=64, bk=32, programs=2112, num_warps=2, gather=gather)
     return GemvConfig(bk=64)
 
 
-def set_gemv_config(rows: int, n: int, m: int, dtype: torch.dtype, cfg: GemvConfig) -> None:
-    _TUNED[(_tile_rows(rows), n, m, dtype)] = cfg
+def set_gemv_config(
+    rows: int, n: int, m: int, dtype: torch.dtype, cfg: GemvConfig, gather: bool = False
+) -> None:
+    _TUNED[_gemv_key(rows, n, m, dtype, gather)] = cfg
 
 
 def _tile_rows(rows: int) -> int:
@@ -672,10 +695,13 @@ def sparse_gemv(
     m = wt.shape[1]
     assert wt.shape[0] == n and wt.stride(1) == 1 and x.stride(1) == 1, "shapes or layout"
     assert out.dtype == torch.float32 and out.shape == (b, m) and out.stride(1) == 1
-    cfg = config or gemv_config(b, n, m, x.dtype)
-    if b == 1 and cfg.gather and compact is not None:
-        idx, val = compact
-        _launch_gather(idx[0], val[0], wt, out, cfg)
+    if b == 1:
+        cfg = config or gemv_config(1, n, m, x.dtype, gather=compact is not None)
+        if cfg.gather and compact is not None:
+            idx, val = compact
+            _launch_gather(idx[0], val[0], wt, out, cfg)
+        else:
+            _launch_gemv(x, wt, out, skip_zero, cfg)
         return out
     for start in range(0, b, MAX_TILE_ROWS):
         stop = min(b, start + MAX_TILE_ROWS)
@@ -760,28 +786,38 @@ TILES = (
 )
 
 
-def candidates(rows: int) -> list[GemvConfig]:
-    """Tiles to try: the masked kernel's, and at batch 1 the gather kernel's too."""
-    gathered = [replace(c, gather=True) for c in TILES] if rows == 1 else []
+def candidates(rows: int, gather: bool = False) -> list[GemvConfig]:
+    """Tiles to try: the masked kernel's, and, when the caller passes the compacted list (batch
+    1 only), the gather kernel's too."""
+    gathered = [replace(c, gather=True) for c in TILES] if gather and rows == 1 else []
     return [*TILES, *gathered]
 
 
 def tune_gemv(
-    rows: int, n: int, m: int, dtype: torch.dtype, density: float = 0.5, l2_bytes: int = 2**27
+    rows: int,
+    n: int,
+    m: int,
+    dtype: torch.dtype,
+    density: float = 0.5,
+    l2_bytes: int = 2**27,
+    gather: bool = False,
+    device: str = "cuda",
+    timer=graph_time_us,
 ) -> tuple[GemvConfig, float]:
     """Time each candidate tile on this GPU (random inputs at `density`, weight copies rotated
-    past the L2 cache) and remember the fastest for this shape; returns it and its median us
-    (us = nan when this shape was tuned before and the remembered tile is returned). A
-    candidate that fails to compile or run is skipped."""
-    known = _TUNED.get((_tile_rows(rows), n, m, dtype))
-    if known is not None:
-        return known, float("nan")
-    dev = torch.device("cuda")
+    past the L2 cache) and remember the fastest for this shape and call (`gather`: batch 1
+    with the compacted list); returns it and its median us (the remembered ones when this was
+    tuned before; us = nan if none was measured). A candidate that fails to compile or run is
+    skipped. (`device`, `timer`: for tests of this logic on a CPU.)"""
+    key = _gemv_key(rows, n, m, dtype, gather)
+    if key in _TUNED:
+        return _TUNED[key], _TUNED_US.get(key, float("nan"))
+    dev = torch.device(device)
     copies = max(1, min(16, math.ceil(l2_bytes / (n * m * dtype.itemsize))))
     wts = [torch.randn(n, m, device=dev, dtype=dtype) / math.sqrt(n) for _ in range(copies)]
     k = kept_features(density, n)
     compact = None
-    if rows == 1:
+    if gather and rows == 1:
         compact = (
             torch.empty(1, k, device=dev, dtype=torch.int32),
             torch.empty(1, k, device=dev, dtype=dtype),
@@ -789,9 +825,9 @@ def tune_gemv(
     x = select_topk(torch.randn(rows, n, device=dev, dtype=dtype), k, compact=compact)
     out = torch.empty(rows, m, device=dev, dtype=torch.float32)
     best, best_us = None, float("inf")
-    for cfg in candidates(rows):
+    for cfg in candidates(rows, gather):
         try:
-            us = graph_time_us(
+            us = timer(
                 lambda i, cfg=cfg: sparse_gemv(x, wts[i % copies], out, config=cfg, compact=compact)
             )
         except Exception as e:  # noqa: BLE001 - a tile this GPU cannot run is not a candidate
@@ -801,7 +837,8 @@ def tune_gemv(
             best, best_us = cfg, us
     if best is None:
         raise RuntimeError(f"no GEMV tile ran for rows={rows}, n={n}, m={m}")
-    set_gemv_config(rows, n, m, dtype, best)
+    set_gemv_config(rows, n, m, dtype, best, gather)
+    _TUNED_US[key] = best_us
     return best, best_us
 
 
@@ -870,11 +907,12 @@ def tune_select_site(
     state, the compacted list if `compact`), and remember the fastest. Each candidate is first
     checked against the bitwise search (same output, same list) on fresh inputs; a candidate
     that fails to compile, run or match is dropped, with a line saying why, so the worst case is
-    the old path. Returns (plan, {plan: median us}); {} when this site was tuned before.
+    the old path. Returns (plan, {plan: median us}); when this site was tuned before, the
+    remembered plan and its time ({} if it was set, not measured).
     (`device`, `timer`: for tests of this logic on a CPU.)"""
-    known = _PLANS.get((kind, _tile_rows(rows), n, dtype))
-    if known is not None:
-        return known, {}
+    key = _site_key(kind, rows, n, dtype, compact)
+    if key in _PLANS:
+        return _PLANS[key], {_PLANS[key]: _PLAN_US[key]} if key in _PLAN_US else {}
     k = kept_features(density, n)
     sets = 4
     fn, _, _ = _site_op(kind, rows, n, k, dtype, compact, relu2, sets, device)
@@ -903,5 +941,6 @@ def tune_select_site(
     if not times:
         raise RuntimeError(f"no selection plan ran for {kind} n={n} rows={rows}")
     best = min(times, key=times.get)
-    set_select_plan(kind, rows, n, dtype, best)
+    set_select_plan(kind, rows, n, dtype, best, compact)
+    _PLAN_US[key] = times[best]
     return best, times
