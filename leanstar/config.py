@@ -122,7 +122,9 @@ class LeanConfig:
         16384,
         "address-space cap per Lean process, mmapped Mathlib .olean files included (0 = none)",
     )
-    max_commands_per_worker: int = option(1000, "recycle a worker after this many commands")
+    max_commands_per_worker: int = option(
+        1000, "recycle a worker after this many commands (at least 5x its rebuild replays)"
+    )
     max_worker_rss_mb: int = option(12000, "recycle a worker whose resident memory grows past this")
     allow_native_decide: bool = option(
         False, "accept proofs that use native_decide (they are recorded as such)"

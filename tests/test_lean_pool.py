@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 
 import psutil
 import pytest
@@ -304,6 +305,55 @@ def test_workers_are_recycled_after_n_commands():
     seen, stats = run(main())
     check_complex_and(seen)
     assert stats["recycled_commands"] >= 1 and stats["rebuilds"] >= 1
+
+
+def test_recycling_many_live_states_does_not_storm():
+    """24 live attempts on one worker with a 30-command budget: rebuilding the states a recycle
+    drops takes more than the budget, so the replays alone used to trigger the next recycle,
+    again and again, until requests failed ("kept restarting"). The budget now stretches to
+    REPLAY_SHARE_LIMIT x the replays, so every attempt goes through after a few recycles."""
+
+    async def attempt(pool, i):
+        state = await pool.start(Theorem(f"t{i}", f"theorem t{i} : True"))
+        for k in range(8):
+            state = await pool.run_tactic(state, f"step {k}")
+            assert isinstance(state, ProofState), state
+        return state
+
+    async def main():
+        pool = make_pool("--synthetic", workers=1, max_commands_per_worker=30)
+        try:
+            await asyncio.gather(*(attempt(pool, i) for i in range(24)))
+            return pool.stats.copy()
+        finally:
+            await pool.close()
+
+    stats = run(main())
+    assert 1 <= stats["recycled_commands"] <= 3 and stats["rebuilds"] >= 24
+
+
+def test_the_command_budget_stretches_with_replays():
+    from leanstar.lean.workers import REPLAY_SHARE_LIMIT, Worker, Workers
+
+    async def main():
+        workers = Workers(Launch(("unused",)), PoolOptions(max_commands_per_worker=100), Counter())
+        w = Worker(0)
+        w.ready, workers.all = True, [w]
+        retired = []
+        workers.retire = lambda worker, reason: retired.append(reason)
+        for commands, replayed, recycles in (
+            (99, 0, False),
+            (100, 0, True),
+            (100, 21, False),  # replays over a fifth of the commands: not yet
+            (REPLAY_SHARE_LIMIT * 21 - 1, 21, False),
+            (REPLAY_SHARE_LIMIT * 21, 21, True),
+        ):
+            retired.clear()
+            w.commands, w.replayed = commands, replayed
+            workers.maybe_recycle(w, w.generation)
+            assert bool(retired) is recycles, (commands, replayed)
+
+    run(main())
 
 
 def test_workers_are_recycled_when_memory_grows():

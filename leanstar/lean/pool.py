@@ -14,7 +14,9 @@
   a fresh process boots in the background (re-importing the most recent headers) while the
   others carry on. Requests queued on it wake at once, see that they are stale, and move on;
   none waits for the restart. Workers are also recycled after `max_commands_per_worker`
-  commands or when their resident memory passes `max_worker_rss_mb`.
+  commands (stretched to 5x the commands spent rebuilding lost states, so that rebuilds after
+  a recycle cannot trigger the next one) or when their resident memory passes
+  `max_worker_rss_mb`.
 - A stale state is rebuilt by replaying its tactic path from the theorem's start on a ready
   worker (rebuilt prefixes are cached, so sibling states share the replay). A crash costs a
   retry, never a wrong answer: a request that met a crash is retried once, and a tactic that
@@ -166,7 +168,7 @@ class ReplPool:
             except NoWorkers as e:
                 return EnvFailure(str(e))
 
-    async def _start_once(self, theorem: Theorem) -> StartResult:
+    async def _start_once(self, theorem: Theorem, replay: bool = False) -> StartResult:
         w = await self.workers.pick()
         generation = w.generation
         header = theorem.header or self.options.default_header
@@ -174,7 +176,8 @@ class ReplPool:
         payload: dict[str, Any] = {"cmd": f"{theorem.statement} := by sorry"}
         if env is not None:
             payload["env"] = env
-        resp = await self.workers.call(w, generation, payload, self.options.tactic_timeout_s)
+        timeout = self.options.tactic_timeout_s
+        resp = await self.workers.call(w, generation, payload, timeout, replay=replay)
         out = self._settle(w, start_outcome(resp))
         if isinstance(out, Opened):
             handle = _Handle(theorem, w, generation, out.proof_state)
@@ -220,7 +223,7 @@ class ReplPool:
                 self._rebuilt.move_to_end((theorem, tactics[:k]))
                 break
         if handle is None:
-            start = await self._start_once(theorem)
+            start = await self._start_once(theorem, replay=True)
             if not isinstance(start, ProofState):
                 raise Failed(
                     EnvFailure(f"rebuilding a lost state: start failed: {_describe(start)}")
@@ -230,7 +233,11 @@ class ReplPool:
         for i in range(done, len(tactics)):
             payload = {"tactic": tactics[i], "proofState": handle.proof_state}
             resp = await self.workers.call(
-                handle.worker, handle.generation, payload, self.options.tactic_timeout_s
+                handle.worker,
+                handle.generation,
+                payload,
+                self.options.tactic_timeout_s,
+                replay=True,
             )
             out = self._settle(handle.worker, tactic_outcome(resp))
             if not isinstance(out, Opened):
