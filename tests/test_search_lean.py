@@ -6,6 +6,7 @@ faults, not about proofs."""
 
 from __future__ import annotations
 
+import json
 import shlex
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from leanstar.config import LeanConfig
 from leanstar.jsonl import read_records
 from leanstar.records import StepOutcome, Theorem, Trajectory
+from leanstar.search.bookkeeping import SearchSummary, describe
 from leanstar.search.config import SearchConfig
 from leanstar.search.runner import run_search
 from tests import fakes
@@ -91,6 +93,11 @@ def test_a_crashed_worker_is_replaced(tmp_path):
     )
     trajectories = search(tmp_path, two_steps, lean_cfg, attempts=2)
     assert once.exists() and len(trajectories) == 6
+    # the summary says what happened to the Lean processes during the run
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    pool = summary["session"]["lean_pool"]
+    assert pool["crashes"] == 1 and pool["restarts"] == 1 and pool["requests"] > 6
+    assert "Lean processes: 1 restarts (0 timeouts, 1 crashes" in describe(SearchSummary(**summary))
     finished = [t for t in trajectories if t.steps[-1].outcome is StepOutcome.PROOF_FINISHED]
     failures = [s for t in trajectories for s in t.steps if s.outcome is StepOutcome.ENV_FAILURE]
     # the pool either retried the crashed command on a fresh worker or reported it; either way

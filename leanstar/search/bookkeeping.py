@@ -76,7 +76,11 @@ class Bookkeeper:
                 self.progress.show(await shown if asyncio.iscoroutine(shown) else shown)
             await task
 
-    def finish(self, label: str, skipped: dict[str, str], usage: Usage) -> SearchSummary:
+    def finish(
+        self, label: str, skipped: dict[str, str], usage: Usage, lean_events: dict | None = None
+    ) -> SearchSummary:
+        """The summary, written to the run directory. `lean_events`: what the REPL pool counted
+        during this run (requests, restarts and why, rebuilt states, replayed tactics)."""
         cfg, w = self.cfg, self.written
         names = {t.name for t in self.theorems}
         wall = time.perf_counter() - self.started
@@ -99,6 +103,7 @@ class Bookkeeper:
                 "wall_s": round(wall, 3),
                 "steps_per_s": round(self.steps / wall, 2) if wall > 0 else 0.0,
                 **usage.to_dict(),
+                **({"lean_pool": dict(lean_events)} if lean_events else {}),
             },
         )
         write_json_atomic(self.rd / store.SUMMARY, summary.to_dict())
@@ -126,6 +131,15 @@ def describe(s: SearchSummary) -> str:
             f"({u['steps_per_s']:.1f} steps/s); sampler busy {100 * u['sampler_utilisation']:.0f}%"
             f" (mean batch {u['mean_batch_prompts']:.1f} prompts), Lean busy "
             f"{100 * u['lean_utilisation']:.0f}%, both idle {100 * u['idle_share']:.1f}%"
+        )
+    pool = u.get("lean_pool", {})
+    if pool.get("restarts") or pool.get("rebuilds"):
+        g = pool.get
+        recycled = g("recycled_commands", 0) + g("recycled_memory", 0)
+        lines.append(
+            f"Lean processes: {g('restarts', 0)} restarts ({g('timeouts', 0)} timeouts, "
+            f"{g('crashes', 0)} crashes, {recycled} recycled), {g('rebuilds', 0)} lost states "
+            f"rebuilt ({g('replayed_tactics', 0)} tactics replayed), {g('requests', 0)} requests"
         )
     if not s.complete:
         lines.append("incomplete: run the same command again to resume")

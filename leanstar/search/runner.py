@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections import Counter
 from collections.abc import Callable
 
 from leanstar.config import ConfigError
@@ -115,11 +116,14 @@ class SearchSession:
                 if not work:
                     return run.finish(env.label, skipped, Usage())
                 node = SearchNode(cfg, self._generator(cfg), env, round)
+                before = Counter(getattr(env, "stats", None) or {})  # the REPL pool's events
                 try:
                     await run.drive(node.prove_all(work, run.emit), node.usage)
                 finally:
                     await node.close()
-                return run.finish(env.label, skipped, node.usage())
+                events = Counter(getattr(env, "stats", None) or {})
+                events.subtract(before)
+                return run.finish(env.label, skipped, node.usage(), +events)
         finally:
             rd.unlock()
 
