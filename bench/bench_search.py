@@ -15,7 +15,8 @@ Four measurements, each printed with what produced it:
 3. The REPL worker pool (issue 3) over fake REPL processes (`tests/fakes/fake_repl.py
    --synthetic`: made-up states, one process per CPU core less one) with the instant sampler:
    the runner driving real subprocess I/O; steps per second and the share of wall time with
-   neither the sampler nor Lean busy.
+   neither the sampler nor Lean busy. Then 256 (and 512) live attempts on one process, with
+   the default recycling and without: what recycling costs when many states live there.
 4. Achieved batch. The transformers sampler on the tiny random Qwen2 of the tests (CPU; with
    `--gpu`, random-init Qwen2-0.5B layer shapes in bf16 on CUDA) and the replay environment on
    the bundled LeanDojo sample: prompts per sampler call against the configured
@@ -116,9 +117,10 @@ def achieved_batch(model_dir: str, batch_size: int, attempts: int, gpu: bool) ->
     return _search(cfg, make_generator(cfg.generator), ReplayEnv(theorems))
 
 
-def fake_repl(theorems: int, attempts: int, workers: int) -> dict | None:
+def fake_repl(theorems: int, attempts: int, workers: int, recycle_after: int = 1000) -> dict | None:
     """The runner driving the real REPL worker pool over fake REPL processes (`--synthetic`:
-    made-up states; a goal whose hash is 0 mod 8 gets `close`), with an instant sampler."""
+    made-up states; a goal whose hash is 0 mod 8 gets `close`), with an instant sampler;
+    processes recycled after `recycle_after` commands (`lean.max_commands_per_worker`)."""
     import shlex
 
     import tests.fakes as fakes
@@ -139,7 +141,12 @@ def fake_repl(theorems: int, attempts: int, workers: int) -> dict | None:
         attempts=attempts, max_steps=20, concurrent_theorems=theorems, batch_wait_s=0.005
     )
     cfg.generator.batch_size = theorems * attempts
-    cfg.lean = LeanConfig(backend="repl", repl_command=shlex.join(argv), num_workers=workers)
+    cfg.lean = LeanConfig(
+        backend="repl",
+        repl_command=shlex.join(argv),
+        num_workers=workers,
+        max_commands_per_worker=recycle_after,
+    )
     names = [Theorem(f"bench_{i}", f"theorem bench_{i} : True") for i in range(theorems)]
     with tempfile.TemporaryDirectory() as tmp:
         cfg.run_dir = str(Path(tmp) / "run")
@@ -207,6 +214,19 @@ def main() -> None:
             f" Lean busy {100 * f['lean_utilisation']:.1f}% (mean {f['mean_lean_inflight']:.1f} "
             f"calls in flight); neither busy {100 * f['idle_share']:.2f}%"
         )
+        print(
+            "   many live attempts on ONE fake REPL process, recycled after 1000 commands (the "
+            "default) vs never (side by side):"
+        )
+        for theorems in (16,) if args.quick else (16, 32):
+            on, off = fake_repl(theorems, 16, 1), fake_repl(theorems, 16, 1, recycle_after=10**9)
+            pool = on.get("lean_pool", {})
+            print(
+                f"   {theorems * 16} live: {on['steps_per_s']:.0f} steps/s recycling, "
+                f"{off['steps_per_s']:.0f} never ({on['steps_per_s'] / off['steps_per_s']:.2f}x); "
+                f"steps {on['steps']} vs {off['steps']}; {pool.get('restarts', 0)} restarts, "
+                f"{pool.get('replayed_tactics', 0)} replayed of {pool.get('requests', 0)} requests"
+            )
 
     if args.skip_model:
         return
