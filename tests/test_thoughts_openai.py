@@ -71,6 +71,30 @@ def test_end_to_end_accepts_every_good_answer(server, tmp_path):
     assert s["this_run"]["requests"] == PAIRS
 
 
+def test_a_reasoning_teacher_gets_no_sampling_settings(server, tmp_path):
+    """OpenAI's reasoning models refuse temperature, top_p, max_tokens, stop and seed."""
+    assert run(server, tmp_path / "run", "--reasoning_effort", "low", "--max_pairs", "3") == 0
+    assert len(read_records(tmp_path / "run" / "thoughts.jsonl", ThoughtStep)) == 3
+    for body in server.bodies():
+        assert body["reasoning_effort"] == "low" and body["max_completion_tokens"] == 256
+        assert not {"temperature", "top_p", "max_tokens", "stop", "seed"} & set(body)
+
+
+def test_reasoning_effort_is_for_the_openai_teacher_only(tmp_path, capsys):
+    argv = [
+        "thoughts",
+        "--run_dir",
+        str(tmp_path),
+        "--teacher",
+        "local",
+        "--reasoning_effort",
+        "low",
+    ]
+    assert cli.main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())  # the message is wrapped to the terminal
+    assert "reasoning_effort='low' applies to teacher: openai only, not 'local'" in err
+
+
 def test_export_is_a_datasets_dataset_sft_can_read(server, tmp_path):
     import datasets
 

@@ -39,6 +39,14 @@ class ThoughtsConfig:
             "backend matters only for teacher: local"
         },
     )
+    reasoning_effort: str = option(
+        "",
+        "for a reasoning model as the openai teacher (OpenAI o-series, gpt-5, ...): its effort, "
+        "e.g. low, medium or high. Requests then carry reasoning_effort and "
+        "max_completion_tokens (generator.max_new_tokens, which must leave room for the hidden "
+        "reasoning) and leave out temperature, top_p, stop and seed, which such models refuse. "
+        "'' = an ordinary chat model",
+    )
     concurrency: int = option(
         16, "requests in flight at once (openai); local: prompts queued for the sampler's batches"
     )
@@ -86,6 +94,11 @@ class ThoughtsConfig:
         if bad:
             values = ", ".join(f"{n}={getattr(self, n)!r}" for n in bad)
             raise ConfigError(f"ThoughtsConfig: out of range: {values}")
+        if self.reasoning_effort and self.teacher != "openai":
+            raise ConfigError(
+                f"ThoughtsConfig: reasoning_effort={self.reasoning_effort!r} applies to "
+                f"teacher: openai only, not {self.teacher!r}"
+            )
 
     @property
     def workers(self) -> int:

@@ -34,6 +34,7 @@ class OpenAITeacher:
         gen = cfg.generator
         self.name = gen.model
         self._gen = gen
+        self._effort = cfg.reasoning_effort
         self._key = _read_key(gen.api_key_env)
         self._httpx = _httpx()
         self._client = openai.AsyncOpenAI(
@@ -50,17 +51,18 @@ class OpenAITeacher:
     async def complete(self, messages: Messages, seed: int | None = None) -> Answer:
         import openai
 
-        body = {
-            "model": self._gen.model,
-            "messages": messages,
-            "temperature": self._gen.temperature,
-            "top_p": self._gen.top_p,
-            "max_tokens": self._gen.max_new_tokens,
-        }
-        if self._gen.stop:
-            body["stop"] = list(self._gen.stop)
-        if seed is not None:
-            body["seed"] = seed
+        body = {"model": self._gen.model, "messages": messages}
+        if self._effort:  # a reasoning model: it refuses sampling settings, stop and seed
+            body["reasoning_effort"] = self._effort
+            body["max_completion_tokens"] = self._gen.max_new_tokens
+        else:
+            body["temperature"] = self._gen.temperature
+            body["top_p"] = self._gen.top_p
+            body["max_tokens"] = self._gen.max_new_tokens
+            if self._gen.stop:
+                body["stop"] = list(self._gen.stop)
+            if seed is not None:
+                body["seed"] = seed
         try:
             # `client.post` with a plain JSON body, as the openai README shows for endpoints it
             # has no types for: the typed `chat.completions.create` walks every message through
