@@ -366,7 +366,7 @@ class DecodeModel:
             raise ValueError(f"prompt of {t} tokens does not fit {self.max_seq} cache positions")
         positions = torch.arange(t, device=self.device)
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
-        ops, k = self.ops, keep.counts() if keep is not None else dict.fromkeys(SITES)
+        ops, kept = self.ops, keep.counts() if keep is not None else dict.fromkeys(SITES)
         relu2 = bool(keep and keep.relu2)
         h = w.embed[ids]
         x = torch.empty_like(h)
@@ -374,26 +374,26 @@ class DecodeModel:
         group = s.heads // s.kv_heads
         delta = None
         for i, layer in enumerate(w.layers):
-            x = ops.add_rmsnorm_select(h, delta, layer.in_norm, s.eps, k["qkv"], x)
+            x = ops.add_rmsnorm_select(h, delta, layer.in_norm, s.eps, kept["qkv"], x)
             qkv = self._dense(x, layer.qkv, layer.qkv_bias).view(t, -1, s.head_dim)
             q = torch_ops.rotate(qkv[:, : s.heads], cos, sin)
-            kv = torch_ops.rotate(qkv[:, s.heads : s.heads + s.kv_heads], cos, sin)
+            k = torch_ops.rotate(qkv[:, s.heads : s.heads + s.kv_heads], cos, sin)
             v = qkv[:, s.heads + s.kv_heads :]
-            self.k_cache[i, row, :, :t] = kv.transpose(0, 1)
+            self.k_cache[i, row, :, :t] = k.transpose(0, 1)
             self.v_cache[i, row, :, :t] = v.transpose(0, 1)
             attn = F.scaled_dot_product_attention(
                 q.transpose(0, 1),
-                kv.transpose(0, 1).repeat_interleave(group, 0),
+                k.transpose(0, 1).repeat_interleave(group, 0),
                 v.transpose(0, 1).repeat_interleave(group, 0),
                 is_causal=True,
             )
             attn = attn.transpose(0, 1).reshape(t, -1)
             if keep is not None:
-                attn = ops.select_topk(attn, k["o"])
+                attn = ops.select_topk(attn, kept["o"])
             o = self._dense(attn, layer.o, None)
-            x = ops.add_rmsnorm_select(h, o, layer.post_norm, s.eps, k["gate_up"], x)
+            x = ops.add_rmsnorm_select(h, o, layer.post_norm, s.eps, kept["gate_up"], x)
             gate_up = self._dense(x, layer.gate_up, None)
-            act = ops.act_mul_select(gate_up, k["down"], act, relu2)
+            act = ops.act_mul_select(gate_up, kept["down"], act, relu2)
             delta = self._dense(act, layer.down, None)
         last = ops.add_rmsnorm_select(h[-1:], delta[-1:], w.final_norm, s.eps, None, x[-1:])
         self.pos[row] = t - 1
