@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,25 @@ def test_train_step_bench_runs_and_prints_a_ratio():
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
     ).stdout  # fmt: skip
     assert "dense" in out and "qsparse" in out and "x dense" in out
+
+
+def test_decode_bench_dry_run_takes_every_code_path(tmp_path):
+    """The GPU decode benchmark on a tiny shape under the Triton interpreter: every section
+    (checks, selection tuning, kernels incl. the wide-input list/masked rows, end to end with the
+    prefill split) must run, so that a short GPU session is not spent on a Python error."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [sys.executable, "bench/bench_decode.py", "--dry-run", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    out = (tmp_path / "results.md").read_text()
+    assert "FAILED" not in out, out
+    assert "tiny down (masked) 176->64" in out and "tiny down (list) 176->64" in out
+    assert "| act_mul | 176 | 1 | list |" in out and "| act_mul | 176 | 1 | - |" in out
+    assert "ms prefill (16 tokens)" in out
+    assert out.count("greedy generate identical") == 4
+    assert set(json.loads((tmp_path / "results.json").read_text())) >= {"check", "kernels", "e2e"}
 
 
 @pytest.mark.slow
