@@ -451,6 +451,7 @@ def bench_e2e(models, device, dtype, bw, keeps, new_tokens, hf_tokens, log) -> l
             row[label] = dict(
                 tokens_per_s=gen_tps, step_ms=step_ms, floor_ms=floor_ms,
                 prefill_ms=prefill_ms, other_ms=host_ms,
+                list_vs_masked_us={f"{kind} {n}": us for (kind, n), us in dec.tuning.items()},
             )  # fmt: skip
             log(f"{model_name} {label}: {gen_tps:.1f} tokens/s generate(), {step_ms:.3f} ms/step "
                 f"graph replay, bandwidth floor {floor_ms:.3f} ms/step; per generate() call "
