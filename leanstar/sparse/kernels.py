@@ -279,6 +279,22 @@ def _selection_args(like: torch.Tensor, k: int, state, compact, plan: SelectPlan
 
 
 @triton.jit
+def _act_mul(gu_row_ptr, offs, valid, n, y_ptr, RELU2: tl.constexpr):
+    """SiLU(gate) * up, or ReLU(gate)^2 * up, at `offs` of a [gate | up] row (any float type),
+    with gate, up, the activation and the product each rounded to `y_ptr`'s type, as a model
+    computing in that type would."""
+    dtype = y_ptr.dtype.element_ty
+    g = tl.load(gu_row_ptr + offs, mask=valid, other=0.0).to(dtype).to(tl.float32)
+    u = tl.load(gu_row_ptr + n + offs, mask=valid, other=0.0).to(dtype)
+    if RELU2:
+        r = tl.maximum(g, 0.0)
+        a = (r * r).to(dtype)
+    else:
+        a = (g * tl.sigmoid(g)).to(dtype)
+    return (a.to(tl.float32) * u.to(tl.float32)).to(dtype)
+
+
+@triton.jit
 def _mp_hist_hi_kernel(
     src_ptr, y_ptr, h1_ptr, n, stride_src, stride_y, P,
     PRODUCER: tl.constexpr, CHUNK: tl.constexpr, NBITS: tl.constexpr,
@@ -292,16 +308,7 @@ def _mp_hist_hi_kernel(
     if PRODUCER == 0:
         y = tl.load(src_ptr + row * stride_src + offs, mask=valid, other=0.0)
     else:
-        dtype = y_ptr.dtype.element_ty
-        g = tl.load(src_ptr + row * stride_src + offs, mask=valid, other=0.0)
-        g = g.to(dtype).to(tl.float32)
-        u = tl.load(src_ptr + row * stride_src + n + offs, mask=valid, other=0.0).to(dtype)
-        if PRODUCER == 2:
-            r = tl.maximum(g, 0.0)
-            a = (r * r).to(dtype)
-        else:
-            a = (g * tl.sigmoid(g)).to(dtype)
-        y = (a.to(tl.float32) * u.to(tl.float32)).to(dtype)
+        y = _act_mul(src_ptr + row * stride_src, offs, valid, n, y_ptr, PRODUCER == 2)
         tl.store(y_ptr + row * stride_y + offs, y, mask=valid)
     bits = _magnitude(y, valid, NBITS)
     h = tl.histogram(bits >> 7, 256, mask=valid)
@@ -505,15 +512,7 @@ def _act_mul_select_kernel(
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
     valid = offs < n
-    dtype = y_ptr.dtype.element_ty
-    g = tl.load(gu_ptr + row * stride_gu + offs, mask=valid, other=0.0).to(dtype).to(tl.float32)
-    u = tl.load(gu_ptr + row * stride_gu + n + offs, mask=valid, other=0.0).to(dtype)
-    if RELU2:
-        r = tl.maximum(g, 0.0)
-        a = (r * r).to(dtype)
-    else:
-        a = (g * tl.sigmoid(g)).to(dtype)
-    y = (a.to(tl.float32) * u.to(tl.float32)).to(dtype)
+    y = _act_mul(gu_ptr + row * stride_gu, offs, valid, n, y_ptr, RELU2)
     if SELECT:
         _select(
             y, valid, offs, k, row, y_ptr, stride_y, state_ptr, idx_ptr, val_ptr, stride_c,
