@@ -123,9 +123,6 @@ def main(cfg: Any) -> int:
     from leanstar.traces.session import open_index
 
     console = Console(stderr=True)
-    if not cfg.run_dir:
-        console.print("[red]leanstar traces report: give the run directory")
-        return 2
     with open_index(cfg.run_dir, cfg.index, console) as index:
         try:
             data = report_data(

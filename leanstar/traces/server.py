@@ -181,9 +181,6 @@ def main(cfg: Any) -> int:
     from leanstar.traces.session import open_index
 
     console = Console()
-    if not cfg.run_dir:
-        console.print("[red]leanstar traces serve: give the run directory")
-        return 2
     with open_index(cfg.run_dir, cfg.index, console) as index:
         meta, path = index.meta(), index.path
     try:

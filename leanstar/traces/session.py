@@ -40,8 +40,10 @@ def open_index(run_dir: str | Path, index_path: str, console: Console) -> Iterat
     """The run's index, brought up to date (a bar shows while new records are read)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    if not run_dir or not Path(run_dir).is_dir():
-        raise CommandError(f"{run_dir or 'RUN_DIR'}: no such run directory")
+    if not run_dir:
+        raise CommandError("give the run directory")
+    if not Path(run_dir).is_dir():
+        raise CommandError(f"{run_dir}: no such run directory")
     index = TraceIndex(run_dir, index_path or None)
     try:
         columns = (TextColumn("indexing {task.description}"), BarColumn(), DownloadColumn(),

@@ -29,9 +29,6 @@ def main(cfg: Any) -> int:
     from leanstar.traces.session import open_index
 
     console = Console()
-    if not cfg.run_dir:
-        console.print("[red]leanstar traces show: give the run directory")
-        return 2
     with open_index(cfg.run_dir, cfg.index, console) as index:
         if not cfg.theorem:
             show_summary(index, console, cfg.limit)
