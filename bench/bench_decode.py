@@ -43,6 +43,7 @@ from leanstar.sparse.decode_model import (
     Keep,
     Shape,
     Weights,
+    compact_modes,
 )
 
 DENSITIES = (1.0, 0.6, 0.5, 0.4, 0.25)
@@ -107,11 +108,8 @@ def bench_kernels(models, clock, bw, device, dtype, batches, densities, log) -> 
                 copies = 1
             w = [0.02 * torch.randn(m, n, device=device, dtype=dtype) for _ in range(copies)]
             wt = [t.t().contiguous() for t in w]
-            # (batch, compacted list): batch 1 with a list up to COMPACT_MAX_WIDTH wide, as the
-            # decoder's default; wider, both ways (the decoder's tuning picks per site).
-            runs = [(b, b == 1 and n <= COMPACT_MAX_WIDTH) for b in batches]
-            if 1 in batches and n > COMPACT_MAX_WIDTH:
-                runs.insert(1, (1, True))
+            # wide batch-1 inputs both ways, with and without the list (the decoder times both)
+            runs = [(b, listed) for b in batches for listed in compact_modes(b, n)]
             for b, listed in runs:
                 cfg = "default"
                 if device.type == "cuda":
@@ -180,7 +178,6 @@ def select_lines(models, dtype, log, clock) -> list[dict]:
     widths = sorted({n for _, shape in models for _, n, _ in projections(shape)})
     sites += [("select", 1, n) for n in widths]
     sites += [("select", 16, n) for n in widths if n > COMPACT_MAX_WIDTH]
-    wide = [(kind, n) for kind, rows, n in sites if rows == 1 and n > COMPACT_MAX_WIDTH]
     log(
         "| site | N | batch | compacted list | "
         + " | ".join(SELECT_COLUMNS)
@@ -188,9 +185,7 @@ def select_lines(models, dtype, log, clock) -> list[dict]:
     )
     log("|" + "|".join(["---"] * (7 + len(SELECT_COLUMNS))) + "|")
     rows_out = []
-    # batch 1 compacts up to COMPACT_MAX_WIDTH wide; wider sites are tuned both ways
-    runs = [(kind, rows, n, rows == 1 and n <= COMPACT_MAX_WIDTH) for kind, rows, n in sites]
-    runs += [(kind, 1, n, True) for kind, n in wide]
+    runs = [(kind, rows, n, c) for kind, rows, n in sites for c in compact_modes(rows, n)]
     for kind, rows, n, compact in sorted(set(runs), key=lambda t: (t[2], t[0], t[1], t[3])):
         t0 = time.perf_counter()
         try:

@@ -68,7 +68,7 @@ class Decoder:
         sparse GEMV's candidate tiles for each projection that reads the site. At batch 1 a
         site wider than COMPACT_MAX_WIDTH is timed both ways, with and without the compacted
         list of kept inputs (selection + the GEMVs reading it), and takes the faster."""
-        from leanstar.sparse.decode_model import COMPACT_MAX_WIDTH, set_compacts
+        from leanstar.sparse.decode_model import compact_modes, set_compacts
         from leanstar.sparse.kernels import tune_gemv, tune_select_site
 
         s, k, dtype = self.weights.shape, self.keep, self.weights.embed.dtype
@@ -79,9 +79,8 @@ class Decoder:
         ]
         for rows in sorted({1, min(self.max_batch, 16)}):
             for kind, n, kept, readers in sites:
-                modes = [False] if rows > 1 else [True] if n <= COMPACT_MAX_WIDTH else [False, True]
                 site_us = {}
-                for compact in modes:
+                for compact in compact_modes(rows, n):
                     try:
                         plan, times = tune_select_site(
                             kind, rows, n, dtype, kept / n, compact, k.relu2

@@ -95,6 +95,14 @@ def set_compacts(kind: str, n: int, dtype: torch.dtype, compact: bool) -> None:
     _COMPACTS[(kind, n, dtype)] = compact
 
 
+def compact_modes(rows: int, n: int) -> list[bool]:
+    """How a selection site of `rows` rows, `n` wide, may run: with the compacted list (batch 1,
+    up to COMPACT_MAX_WIDTH wide), without it (batches), or either, to be timed (wider, batch 1)."""
+    if rows > 1:
+        return [False]
+    return [True] if n <= COMPACT_MAX_WIDTH else [False, True]
+
+
 @dataclass(frozen=True)
 class Keep:
     """Inputs each projection keeps per token (Q-Sparse K); None everywhere = dense."""
