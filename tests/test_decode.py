@@ -291,3 +291,32 @@ def test_tuning_picks_the_compacted_list_per_wide_site_by_time(monkeypatch):
     # a site set by hand, not timed (nan): no decision, the default (wider: no list)
     dec, model = run({True: None, False: 8.0}, {True: 10.0, False: 15.0})
     assert dec.tuning == {} and "down" not in model.compact
+
+
+@pytest.mark.parametrize("keep", [None, 0.5])
+def test_torch_step_never_waits_on_the_device(keep, monkeypatch):
+    """A CUDA graph cannot capture a step whose host reads a device value (`int(pos)`,
+    `nonzero()`, `if mask.any()`): the PyTorch twins' step runs on "meta" tensors, which have no
+    values to read, as a graph capture would run it (run on an H100, the old twins failed)."""
+    import dataclasses
+
+    from leanstar.sparse import topk
+    from leanstar.sparse.decode_model import DecodeModel, Keep, Shape, Weights
+
+    def to_meta(obj):
+        def move(v):
+            if isinstance(v, torch.Tensor):
+                return v.to("meta")
+            return [to_meta(x) for x in v] if isinstance(v, list) else v
+
+        return dataclasses.replace(
+            obj, **{f.name: move(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        )
+
+    monkeypatch.setattr(topk, "_capturing", lambda x: True)
+    shape = Shape(512, 64, 176, 2, 4, 2, 16, 1e-6, 1e4, 4096)
+    weights = Weights.random(shape, transposed=keep is not None, device="cpu", dtype=torch.float16)
+    k = Keep.from_ratios(shape, keep, keep) if keep else None
+    model = DecodeModel(to_meta(weights), k, max_batch=2, max_seq=16, impl="torch")
+    for rows in (1, 2):  # batch 1 also writes the compacted kept-input lists
+        assert model.step(rows).device.type == "meta"

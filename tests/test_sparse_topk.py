@@ -32,8 +32,13 @@ def test_exactly_k_largest_kept(dtype, shape):
         assert (smallest_kept >= largest_dropped).all()
 
 
+@pytest.mark.parametrize("capturing", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ties_still_keep_exactly_k(dtype):
+def test_ties_still_keep_exactly_k(dtype, capturing, monkeypatch):
+    """Also as a CUDA graph capture runs it: every row through the tie-breaking path."""
+    from leanstar.sparse import topk
+
+    monkeypatch.setattr(topk, "_capturing", lambda x: capturing)
     x = torch.tensor([[1.0, -1.0, 1.0, -1.0, 1.0, 1.0], [0.0] * 6, [2.0, 1.0, 1.0, 1.0, 1.0, 0.0]])
     x = x.to(dtype)
     mask = topk_mask(x, 3)

@@ -28,7 +28,9 @@ def select_topk(x, k: int, out=None, state=None, compact=None, plan=None) -> tor
     y = torch.where(keep, x, torch.zeros_like(x))
     if compact is not None:
         idx, val = compact
-        cols = keep.nonzero()[:, 1].view(x.shape[0], k)  # exactly k per row, in index order
+        # exactly k per row, in index order; a stable sort, not nonzero(), which would make the
+        # host wait for the GPU (no CUDA graph can capture that)
+        cols = keep.to(torch.int8).sort(dim=1, descending=True, stable=True).indices[:, :k]
         idx[:, :k] = cols.to(idx.dtype)
         val[:, :k] = x.gather(1, cols)
     return y if out is None else out.copy_(y)
@@ -89,13 +91,15 @@ def rope_qkv_cache(qkv, bias, cos, sin, pos, q_out, k_cache, v_cache) -> None:
 
 
 def decode_attention(q, k_cache, v_cache, pos, out) -> torch.Tensor:
+    """Row r attends to its cache positions 0..pos[r]. The whole cache is read and the rest
+    masked out, so that the host never waits on `pos` and a CUDA graph can capture the step."""
     b, hq, d = q.shape
-    group = hq // k_cache.shape[1]
-    for r in range(b):
-        n = int(pos[r]) + 1
-        k = k_cache[r, :, :n].float().repeat_interleave(group, dim=0)
-        v = v_cache[r, :, :n].float().repeat_interleave(group, dim=0)
-        scores = (q[r].float()[:, None, :] @ k.transpose(1, 2))[:, 0] / math.sqrt(d)
-        o = torch.softmax(scores, dim=-1)[:, None, :] @ v
-        out[r] = o.reshape(hq * d).to(out.dtype)
+    hkv, seq = k_cache.shape[1], k_cache.shape[2]
+    qg = q.float().view(b, hkv, hq // hkv, d)  # query heads grouped by the kv head they share
+    k, v = k_cache[:b].float(), v_cache[:b].float()  # (b, hkv, seq, d)
+    scores = qg @ k.transpose(2, 3) / math.sqrt(d)  # (b, hkv, group, seq)
+    live = torch.arange(seq, device=q.device) <= pos[:b, None].long()  # (b, seq)
+    scores = scores.masked_fill(~live[:, None, None, :], float("-inf"))
+    o = torch.softmax(scores, dim=-1) @ v  # (b, hkv, group, d)
+    out[:b] = o.reshape(b, hq * d).to(out.dtype)
     return out
