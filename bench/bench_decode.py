@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 import traceback
@@ -471,21 +472,27 @@ def time_hf_generate(hf, prompt, tokens, device) -> float:
     return tokens / (time.perf_counter() - t0)
 
 
-def time_decoder(dec, prompt: list[int], new_tokens: int, device) -> tuple[float, float, float]:
+def time_decoder(dec, prompt: list[int], new_tokens: int, device, repeats: int = 3):
     """(tokens/s of a whole `generate` call incl. prefill, ms per graph-replayed decode step,
-    ms of the prompt's prefill alone): the call's time outside the replays, split."""
+    ms of the prompt's prefill alone): the call's time outside the replays, split. Whole calls
+    and prefills are timed `repeats` times each, medians taken (one sample can be off by more
+    than the split it feeds)."""
     dec.generate([prompt], 1, new_tokens, "greedy")  # warm-up: compile, tune, capture
     sync(device)
-    t0 = time.perf_counter()
-    dec.generate([prompt], 1, new_tokens, "greedy")
-    sync(device)
-    tps = new_tokens / (time.perf_counter() - t0)
+
+    def wall_ms(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times.append(1e3 * (time.perf_counter() - t0))
+        return statistics.median(times)
+
+    tps = 1e3 * new_tokens / wall_ms(lambda: dec.generate([prompt], 1, new_tokens, "greedy"))
     m = dec.model
     ids = torch.tensor(prompt, device=device)
-    t0 = time.perf_counter()
-    m.prefill(0, ids)
-    sync(device)
-    prefill_ms = 1e3 * (time.perf_counter() - t0)
+    prefill_ms = wall_ms(lambda: m.prefill(0, ids))
     if device.type != "cuda":
         return tps, float("nan"), prefill_ms
     graph = dec.graphs[(1, "greedy")]
