@@ -518,7 +518,11 @@ def sync(device) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default="check,kernels,e2e", help="sections, comma-separated")
+    ap.add_argument(
+        "--only",
+        default="check,kernels,e2e",
+        help="sections, comma-separated: check, kernels, e2e, and profile (not run by default)",
+    )
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on CPU, code paths only")
     ap.add_argument("--out", default=os.environ.get("OUT", "bench/out"))
     ap.add_argument("--models", default="0.5B,7B")
@@ -571,6 +575,7 @@ def main(argv: list[str] | None = None) -> None:
             "check",
             lambda: check_decode(check_shape, device, dtype, log, check_layers, check_steps),
         ),
+        ("profile", lambda: profile_section(models, device, dtype, log, args)),
     ]
     for section, run in steps:
         if section not in sections:
@@ -624,6 +629,82 @@ def e2e_section(models, device, dtype, bw, new_tokens, hf_tokens, log, args):
     log(f"## End to end: batch 1, 16-token prompt, {new_tokens} new tokens, greedy\n")
     keeps = (0.5,) if args.dry_run else (0.6, 0.5)
     return bench_e2e(models, device, dtype, bw, keeps, new_tokens, hf_tokens, log)
+
+
+# ---------------------------------------------------------------- section: profile (optional)
+
+
+def profile_section(models, device, dtype, log, args) -> list[dict]:
+    """Where one batch-1 decode step's GPU time goes, kernel by kernel (not in the default run)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from leanstar.sparse.decode import Decoder
+
+    keeps = (None, 0.5)
+    gpu = device.type == "cuda"
+    log("## Profile: one batch-1 decode step, kernel by kernel\n")
+    log("Random-init weights; the step run eagerly under torch.profiler (kernel durations do not")
+    log("depend on how they were launched); 'graph step' is the CUDA-graph replay of the same")
+    log("step, so graph step - kernel sum = the time between kernels inside the graph.")
+    log("On a CPU (dry run) the rows are CPU self time per op instead.\n")
+    steps, top = (2, 5) if args.dry_run else (10, 14)
+    results = []
+    for model_name, s in models:
+        for ratio in keeps:
+            keep = Keep.from_ratios(s, ratio, ratio) if ratio is not None else None
+            w = Weights.random(s, transposed=keep is not None, device=device, dtype=dtype)
+            dec = Decoder(w, keep, max_batch=1, impl="triton")
+            dec.generate([[1, 2, 3]], 1, 4, "greedy")  # compile, tune, capture
+            m = dec.model
+            m.pos[0] = 3
+            with profile(activities=[ProfilerActivity.CUDA if gpu else ProfilerActivity.CPU]) as p:
+                for _ in range(steps):
+                    m.step(1)
+                sync(device)
+            per_kernel: dict[str, list[float]] = {}
+            for e in p.events():
+                if gpu and e.device_type != torch.autograd.DeviceType.CUDA:
+                    continue
+                us = e.time_range.elapsed_us() if gpu else e.self_cpu_time_total
+                if us > 0:
+                    per_kernel.setdefault(e.name, []).append(us)
+            total = sum(sum(t) for t in per_kernel.values()) / steps
+            graph_us = float("nan")
+            if gpu:
+                graph = dec.graphs[(1, "greedy")]
+                start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+                start.record()
+                for _ in range(steps):
+                    graph.replay()
+                end.record()
+                sync(device)
+                graph_us = 1e3 * start.elapsed_time(end) / steps
+            label = "dense" if ratio is None else f"keep {ratio}"
+            launches = sum(len(t) for t in per_kernel.values()) / steps
+            if gpu:
+                log(f"{model_name} {label}: {launches:.0f} kernels/step, kernel sum {total:.0f} "
+                    f"us, graph step {graph_us:.0f} us (between kernels {graph_us - total:.0f} "
+                    "us)\n")  # fmt: skip
+            else:
+                log(f"{model_name} {label}: {launches:.0f} CPU ops/step, {total:.0f} us\n")
+            log(
+                f"| {'kernel' if gpu else 'op'} | calls/step | us/step | share |\n|---|---|---|---|"
+            )
+            ranked = sorted(per_kernel.items(), key=lambda kv: -sum(kv[1]))
+            for name, times in ranked[:top]:
+                log(f"| `{name[:70]}` | {len(times) / steps:.0f} | {sum(times) / steps:.1f} | "
+                    f"{sum(times) / steps / total:.1%} |")  # fmt: skip
+            rest = sum(sum(t) for _, t in ranked[top:]) / steps
+            log(
+                f"| (the other {max(0, len(ranked) - top)}) | | {rest:.1f} | {rest / total:.1%} |\n"
+            )
+            results.append(dict(model=model_name, variant=label, kernel_sum_us=total,
+                                graph_step_us=graph_us, launches=launches,
+                                kernels={n: sum(t) / steps for n, t in ranked}))  # fmt: skip
+            del dec, w, m
+            if gpu:
+                torch.cuda.empty_cache()
+    return results
 
 
 if __name__ == "__main__":

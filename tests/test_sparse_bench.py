@@ -25,11 +25,12 @@ def test_train_step_bench_runs_and_prints_a_ratio():
 def test_decode_bench_dry_run_takes_every_code_path(tmp_path):
     """The GPU decode benchmark on a tiny shape under the Triton interpreter: every section
     (checks, selection tuning, kernels incl. the wide-input list/masked rows, end to end with the
-    prefill split) must run, so that a short GPU session is not spent on a Python error."""
+    prefill split, the step profile) must run, so that a short GPU session is not spent on a Python error."""
     pytest.importorskip("triton")
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
     subprocess.run(
-        [sys.executable, "bench/bench_decode.py", "--dry-run", "--out", str(tmp_path)],
+        [sys.executable, "bench/bench_decode.py", "--dry-run", "--out", str(tmp_path),
+         "--only", "check,kernels,e2e,profile"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
     out = (tmp_path / "results.md").read_text()
@@ -38,7 +39,13 @@ def test_decode_bench_dry_run_takes_every_code_path(tmp_path):
     assert "| act_mul | 176 | 1 | list |" in out and "| act_mul | 176 | 1 | - |" in out
     assert "ms prefill (16 tokens)" in out
     assert out.count("greedy generate identical") == 4
-    assert set(json.loads((tmp_path / "results.json").read_text())) >= {"check", "kernels", "e2e"}
+    assert "tiny keep 0.5: " in out and "CPU ops/step" in out  # the profile section
+    assert set(json.loads((tmp_path / "results.json").read_text())) >= {
+        "check",
+        "kernels",
+        "e2e",
+        "profile",
+    }
 
 
 @pytest.mark.slow
