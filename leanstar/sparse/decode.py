@@ -189,11 +189,13 @@ class Decoder:
             raise ValueError(f"{rows} rows > max_batch {self.max_batch}")
         longest = max(len(p) for p in prompts)
         m = self._ensure(longest + max_new_tokens)
+        # Captured first: capturing runs warm-up steps, which draw random numbers, and a seeded
+        # call must not draw differently the first time (on a GPU it did: samples shifted).
+        graph = self._graph(rows, mode) if self.use_graphs and max_new_tokens > 1 else None
         if seed is not None:
             self._rng.manual_seed(seed)
             if self.use_graphs:
                 torch.cuda.manual_seed(seed)
-        graph = self._graph(rows, mode) if self.use_graphs and max_new_tokens > 1 else None
         self.inv_temp.fill_(1.0 / temperature if temperature > 0 else 1.0)
         self.top_p.fill_(top_p)
         self.step_idx.zero_()
