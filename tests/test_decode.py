@@ -30,6 +30,7 @@ def _triton_runs() -> bool:
     return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
 
 
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
 IMPLS = [
     "torch",
     pytest.param(
@@ -39,15 +40,21 @@ IMPLS = [
 ]
 
 
-def _hf(model_dir, sparse: SparseConfig | None):
-    """The reference: the transformers model, under `apply_qsparse` when sparse."""
+def _hf(model_dir, sparse: SparseConfig | None, device):
+    """The reference: the transformers model, under `apply_qsparse` when sparse, in fp32 on the
+    decoder's device (on a GPU, CPU and GPU sums differ enough to flip a near-tied top-K)."""
     from leanstar.sparse.qsparse import load_model
 
-    return load_model(model_dir, sparse, dense=sparse is None, dtype="float32")
+    return load_model(model_dir, sparse, dense=sparse is None, dtype="float32", device=device)
+
+
+def _fp32(model_dir) -> GeneratorConfig:
+    """The compiled generator in fp32 (on a GPU it would default to bf16)."""
+    return GeneratorConfig(backend="compiled", model=str(model_dir), dtype="float32")
 
 
 def _greedy_reference(model, tok, prompt: str) -> list[int]:
-    ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(model.device)
     out = model.generate(ids, max_new_tokens=NEW, do_sample=False, pad_token_id=tok.pad_token_id)
     return out[0, ids.shape[1] :].tolist()
 
@@ -56,11 +63,9 @@ def _greedy_reference(model, tok, prompt: str) -> list[int]:
 @pytest.mark.parametrize("keep", [None, 0.5])
 def test_greedy_tokens_match_transformers(tiny_model_dir, impl, keep):
     sparse = SparseConfig(enabled=True, keep_ratio=keep) if keep else None
-    gen = CompiledGenerator(
-        GeneratorConfig(backend="compiled", model=str(tiny_model_dir)), sparse=sparse, impl=impl
-    )
+    gen = CompiledGenerator(_fp32(tiny_model_dir), sparse=sparse, impl=impl)
     assert (gen.keep is None) == (keep is None)
-    hf = _hf(tiny_model_dir, sparse)
+    hf = _hf(tiny_model_dir, sparse, gen.decoder.device)
     ids = [gen.tokenizer(p, add_special_tokens=False).input_ids for p in PROMPTS]
     want = [_greedy_reference(hf, gen.tokenizer, p) for p in PROMPTS]
     tokens, logps = gen.decoder.generate(ids, 1, NEW, "greedy")  # both prompts in one batch
@@ -84,10 +89,8 @@ def test_sparsity_changes_the_model(tiny_model_dir):
 
 def test_relu2_and_separate_keep_ratios_match_transformers(tiny_model_dir):
     sparse = SparseConfig(enabled=True, keep_ratio_attn=0.7, keep_ratio_mlp=0.4, activation="relu2")
-    gen = CompiledGenerator(
-        GeneratorConfig(backend="compiled", model=str(tiny_model_dir)), sparse=sparse, impl="torch"
-    )
-    hf = _hf(tiny_model_dir, sparse)
+    gen = CompiledGenerator(_fp32(tiny_model_dir), sparse=sparse, impl="torch")
+    hf = _hf(tiny_model_dir, sparse, gen.decoder.device)
     ids = gen.tokenizer(PROMPTS[0], add_special_tokens=False).input_ids
     tokens, _ = gen.decoder.generate([ids], 1, NEW, "greedy")
     assert tokens[0].tolist() == _greedy_reference(hf, gen.tokenizer, PROMPTS[0])
@@ -165,14 +168,14 @@ def test_selection_plans_give_the_same_bf16_decode(monkeypatch):
     from leanstar.sparse.decode_model import DecodeModel, Keep, Shape, Weights
 
     shape = Shape(512, 64, 176, 1, 4, 2, 16, 1e-6, 1e4, 4096)
-    weights = Weights.random(shape, transposed=True, device="cpu", dtype=torch.bfloat16)
+    weights = Weights.random(shape, transposed=True, device=DEV, dtype=torch.bfloat16)
     keep = Keep.from_ratios(shape, 0.5, 0.5)
     plans = {
         "add_rmsnorm": kn.SelectPlan("multi", num_warps=2, chunk=32),
         "select": kn.SelectPlan("radix"),
         "act_mul": kn.SelectPlan("multi", num_warps=2, chunk=64),
     }
-    prompts = [torch.tensor([3, 14, 15, 92]), torch.tensor([65, 35, 89])]
+    prompts = [torch.tensor([3, 14, 15, 92], device=DEV), torch.tensor([65, 35, 89], device=DEV)]
     multi_calls = []
     multi = kn._multi_select
     monkeypatch.setattr(
@@ -215,7 +218,7 @@ def test_prefill_runs_the_kernels_and_matches_the_twins(keep, monkeypatch):
     from leanstar.sparse.decode_model import DecodeModel, Keep, Shape, Weights
 
     shape = Shape(512, 64, 176, 2, 4, 2, 16, 1e-6, 1e4, 4096)
-    weights = Weights.random(shape, transposed=True, device="cpu", dtype=torch.float16)
+    weights = Weights.random(shape, transposed=True, device=DEV, dtype=torch.float16)
     k = Keep.from_ratios(shape, keep, keep) if keep else None
     calls = []
     for name in ("add_rmsnorm_select", "act_mul_select", "select_topk"):
@@ -223,7 +226,7 @@ def test_prefill_runs_the_kernels_and_matches_the_twins(keep, monkeypatch):
         monkeypatch.setattr(
             kn, name, lambda *a, _f=real, _n=name, **kw: calls.append(_n) or _f(*a, **kw)
         )
-    ids = torch.tensor([3, 14, 15, 92, 65, 35, 89, 79, 32])
+    ids = torch.tensor([3, 14, 15, 92, 65, 35, 89, 79, 32], device=DEV)
     models = {}
     for impl in ("torch", "triton"):
         models[impl] = DecodeModel(weights, k, max_batch=1, max_seq=16, impl=impl)
