@@ -281,10 +281,11 @@ def test_add_rmsnorm_select(dtype, plan):
 @pytest.mark.parametrize("dtype", [*HALF, torch.float32])
 @pytest.mark.parametrize("relu2", [False, True])
 @pytest.mark.parametrize("plan", [kn.SelectPlan(), *PLANS[:2]], ids=str)
-def test_act_mul_select(dtype, relu2, plan):
+def test_act_mul_select(dtype, relu2, plan, monkeypatch):
     if dtype == torch.float32 and plan.method != "search":
         pytest.skip("fp32 radix: covered by the exactness test; multi: bf16/fp16 only")
     rows, n, k = 4, 176, 88
+    monkeypatch.setattr(kn, "ACT_MUL_CHUNK", 64)  # without a selection: 3 programs per row
     gate_up = torch.randn(rows, 2 * n, device=DEV)
     act, want, selected = (torch.empty(rows, n, device=DEV, dtype=dtype) for _ in range(3))
     kn.act_mul_select(gate_up, None, act, relu2=relu2)

@@ -506,20 +506,32 @@ def add_rmsnorm_select(
 @triton.jit
 def _act_mul_select_kernel(
     gu_ptr, y_ptr, n, k, stride_gu, stride_y, state_ptr, idx_ptr, val_ptr, stride_c,
-    RELU2: tl.constexpr, SELECT: tl.constexpr, BLOCK: tl.constexpr, NBITS: tl.constexpr,
+    RELU2: tl.constexpr, BLOCK: tl.constexpr, NBITS: tl.constexpr,
     WARM: tl.constexpr, COMPACT: tl.constexpr, RADIX: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
     valid = offs < n
     y = _act_mul(gu_ptr + row * stride_gu, offs, valid, n, y_ptr, RELU2)
-    if SELECT:
-        _select(
-            y, valid, offs, k, row, y_ptr, stride_y, state_ptr, idx_ptr, val_ptr, stride_c,
-            NBITS, WARM, COMPACT, RADIX,
-        )  # fmt: skip
-    else:
-        tl.store(y_ptr + row * stride_y + offs, y, mask=valid)
+    _select(
+        y, valid, offs, k, row, y_ptr, stride_y, state_ptr, idx_ptr, val_ptr, stride_c,
+        NBITS, WARM, COMPACT, RADIX,
+    )  # fmt: skip
+
+
+@triton.jit
+def _act_mul_kernel(
+    gu_ptr, y_ptr, n, stride_gu, stride_y, RELU2: tl.constexpr, CHUNK: tl.constexpr
+):  # fmt: skip
+    """act(gate) * up without a selection: CHUNK-wide pieces of a row on separate programs."""
+    row = tl.program_id(0)
+    offs = tl.program_id(1) * CHUNK + tl.arange(0, CHUNK)
+    valid = offs < n
+    y = _act_mul(gu_ptr + row * stride_gu, offs, valid, n, y_ptr, RELU2)
+    tl.store(y_ptr + row * stride_y + offs, y, mask=valid)
+
+
+ACT_MUL_CHUNK = 1024  # without a selection, one program per this many outputs
 
 
 def act_mul_select(
@@ -537,15 +549,20 @@ def act_mul_select(
     `select_topk` (a "multi" plan computes act * up in its first pass)."""
     n = out.shape[1]
     assert gate_up.shape[1] == 2 * n and gate_up.stride(1) == 1
+    if k is None:  # elementwise: spread over the GPU (one program per row took 11 us at 18944)
+        grid = (out.shape[0], triton.cdiv(n, ACT_MUL_CHUNK))
+        _act_mul_kernel[grid](
+            gate_up, out, n, gate_up.stride(0), out.stride(0), RELU2=relu2, CHUNK=ACT_MUL_CHUNK
+        )
+        return out
     plan = select_plan("act_mul", out.shape[0], n, out.dtype, plan, compact is not None)
-    st, idx, val, stride_c, flags = _selection_args(out, k or 1, state, compact, plan)
-    if k is not None and plan.method == "multi":
+    st, idx, val, stride_c, flags = _selection_args(out, k, state, compact, plan)
+    if plan.method == "multi":
         _multi_select(gate_up, out, n, k, compact, plan, producer=2 if relu2 else 1)
         return out
     _act_mul_select_kernel[(out.shape[0],)](
-        gate_up, out, n, k or 0, gate_up.stride(0), out.stride(0), st, idx, val, stride_c,
-        RELU2=relu2, SELECT=k is not None, BLOCK=_row_block(n), num_warps=plan.warps(n),
-        **flags,
+        gate_up, out, n, k, gate_up.stride(0), out.stride(0), st, idx, val, stride_c,
+        RELU2=relu2, BLOCK=_row_block(n), num_warps=plan.warps(n), **flags,
     )  # fmt: skip
     return out
 
