@@ -1,7 +1,8 @@
 """Q-Sparse decoding benchmark: fused top-K sparse GEMV vs dense cuBLAS, and tokens/s end to end.
 
     PYTHONPATH=. python3 bench/bench_decode.py                  # GPU: everything (~3-4 min, H100)
-    PYTHONPATH=. python3 bench/bench_decode.py --only kernels   # one section: check|kernels|e2e
+    PYTHONPATH=. python3 bench/bench_decode.py --only kernels   # sections: check,kernels,e2e
+    PYTHONPATH=. python3 bench/bench_decode.py --only profile --models 7B   # not in the default
     TRITON_INTERPRET=1 PYTHONPATH=. python bench/bench_decode.py --dry-run   # CPU: code paths only
 
 Sections, each row measured side by side in the same run on the same card:
@@ -16,7 +17,10 @@ Sections, each row measured side by side in the same run on the same card:
   replays of 20 calls over weight copies rotated past the L2 cache, median of do_bench.
 - e2e: random-init Qwen2-0.5B and Qwen2-7B shapes, batch 1, 16-token prompt, 128 new tokens,
   greedy: dense vs Q-Sparse keep 0.6 / 0.5 through the same compiled decoder, and transformers
-  `generate` (eager, dynamic cache) on the same weights.
+  `generate` (eager, dynamic cache) on the same weights. generate() calls and prefills: the
+  fastest of 5 wall-clock timings; decode steps: CUDA-event time of 127 graph replays.
+- profile (only when asked for): one batch-1 decode step kernel by kernel (torch.profiler), and
+  the graph replay's time between kernels.
 
 Tables are printed and written to $OUT (or bench/out) as results.md and results.json.
 """
@@ -27,7 +31,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
 import time
 import traceback
@@ -472,11 +475,12 @@ def time_hf_generate(hf, prompt, tokens, device) -> float:
     return tokens / (time.perf_counter() - t0)
 
 
-def time_decoder(dec, prompt: list[int], new_tokens: int, device, repeats: int = 3):
+def time_decoder(dec, prompt: list[int], new_tokens: int, device, repeats: int = 5):
     """(tokens/s of a whole `generate` call incl. prefill, ms per graph-replayed decode step,
     ms of the prompt's prefill alone): the call's time outside the replays, split. Whole calls
-    and prefills are timed `repeats` times each, medians taken (one sample can be off by more
-    than the split it feeds)."""
+    and prefills are wall-clock timed `repeats` times each and the fastest kept: host noise only
+    adds time, and medians of 3 still swung a 16-token prefill between 23 and 68 ms on an H100
+    (runs 4 and 5), more than the split it feeds."""
     dec.generate([prompt], 1, new_tokens, "greedy")  # warm-up: compile, tune, capture
     sync(device)
 
@@ -487,7 +491,7 @@ def time_decoder(dec, prompt: list[int], new_tokens: int, device, repeats: int =
             fn()
             sync(device)
             times.append(1e3 * (time.perf_counter() - t0))
-        return statistics.median(times)
+        return min(times)
 
     tps = 1e3 * new_tokens / wall_ms(lambda: dec.generate([prompt], 1, new_tokens, "greedy"))
     m = dec.model
