@@ -348,16 +348,23 @@ def check_decode(shape, device, dtype, log, layers: int = 4, steps: int = 24) ->
     return lines
 
 
-def check_decode_one(s: Shape, device, dtype, keep, layers, steps) -> str:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+def hf_config(s: Shape, layers: int):
+    """A transformers config of shape `s` with `layers` layers (untied lm_head, as decoded)."""
+    from transformers import Qwen2Config
 
-    from leanstar.sparse.decode import Decoder
-
-    config = Qwen2Config(
+    return Qwen2Config(
         vocab_size=s.vocab, hidden_size=s.hidden, intermediate_size=s.intermediate,
         num_hidden_layers=layers, num_attention_heads=s.heads, num_key_value_heads=s.kv_heads,
         rope_theta=s.rope_theta, max_position_embeddings=4096, tie_word_embeddings=False,
     )  # fmt: skip
+
+
+def check_decode_one(s: Shape, device, dtype, keep, layers, steps) -> str:
+    from transformers import Qwen2ForCausalLM
+
+    from leanstar.sparse.decode import Decoder
+
+    config = hf_config(s, layers)
     torch.manual_seed(0)
     with torch.device(device):
         hf = Qwen2ForCausalLM(config).to(dtype).eval()
@@ -401,19 +408,14 @@ def check_decode_one(s: Shape, device, dtype, keep, layers, steps) -> str:
 
 
 def bench_e2e(models, device, dtype, bw, keeps, new_tokens, hf_tokens, log) -> list[dict]:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
     from leanstar.sparse.decode import Decoder
     from leanstar.sparse.decode_model import weight_bytes_per_token
 
     results = []
     for model_name, s in models:
-        config = Qwen2Config(
-            vocab_size=s.vocab, hidden_size=s.hidden, intermediate_size=s.intermediate,
-            num_hidden_layers=s.layers, num_attention_heads=s.heads,
-            num_key_value_heads=s.kv_heads, rope_theta=s.rope_theta,
-            max_position_embeddings=4096, tie_word_embeddings=False,
-        )  # fmt: skip
+        config = hf_config(s, s.layers)
         torch.manual_seed(0)
         prev = torch.get_default_dtype()
         torch.set_default_dtype(dtype)

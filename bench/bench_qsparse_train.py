@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's leanstar
 
 from leanstar.config import SparseConfig
+from leanstar.models import QWEN2_0_5B
 from leanstar.sparse.qsparse import apply_qsparse, remove_qsparse
 
 SHAPES = {
@@ -44,10 +45,7 @@ SHAPES = {
         vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True,
     ),
-    "qwen2-0.5b": dict(
-        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-        num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True,
-    ),
+    "qwen2-0.5b": QWEN2_0_5B,
 }  # fmt: skip
 
 DEFAULTS = {

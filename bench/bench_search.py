@@ -90,16 +90,6 @@ def overhead(theorems, length, attempts, sampler_ms, lean_ms, lean_workers) -> d
     return _search(cfg, generator, env, chains)
 
 
-# Qwen2-0.5B's layer shape (Qwen/Qwen2-0.5B config.json) with the tiny tokenizer: random init.
-QWEN2_05B_SHAPE = dict(
-    hidden_size=896,
-    intermediate_size=4864,
-    num_hidden_layers=24,
-    num_attention_heads=14,
-    num_key_value_heads=2,
-)
-
-
 def achieved_batch(model_dir: str, batch_size: int, attempts: int, gpu: bool) -> dict:
     from leanstar.config import GeneratorConfig
     from leanstar.generation import make_generator
@@ -230,10 +220,10 @@ def main() -> None:
 
     if args.skip_model:
         return
-    from leanstar.models import build_tiny_qwen2
+    from leanstar.models import QWEN2_0_5B_LAYERS, build_tiny_qwen2
 
     with tempfile.TemporaryDirectory() as tmp:
-        shape = QWEN2_05B_SHAPE if args.gpu else {}
+        shape = QWEN2_0_5B_LAYERS if args.gpu else {}
         model_dir = str(build_tiny_qwen2(Path(tmp) / "model", **shape))
         attempts = 8 if args.gpu else 2 if args.quick else 4
         what = (

@@ -42,20 +42,6 @@ BENCH_THOUGHT = (
     "should expose that structure so the remaining obligation closes by a standard lemma."
 )
 
-# Qwen2-0.5B's shape (Qwen/Qwen2-0.5B config.json), initialised at random: no download.
-QWEN2_05B = dict(
-    vocab_size=151936,
-    hidden_size=896,
-    intermediate_size=4864,
-    num_hidden_layers=24,
-    num_attention_heads=14,
-    num_key_value_heads=2,
-    max_position_embeddings=32768,
-    rope_theta=1000000.0,
-    rms_norm_eps=1e-6,
-    tie_word_embeddings=True,
-)
-
 
 @dataclass
 class Timer:
@@ -253,7 +239,7 @@ def _run_trl(run_dir: Path, model_dir: Path, data: Path, gpu: bool, max_steps, b
 
 
 def _make_model(tmp: Path, gpu: bool, device: str = "cuda") -> tuple[Path, str]:
-    from leanstar.models import build_tiny_qwen2, build_tokenizer
+    from leanstar.models import QWEN2_0_5B, build_tiny_qwen2, build_tokenizer
 
     if not gpu:
         return build_tiny_qwen2(tmp / "model"), "tiny random Qwen2 (2 layers, hidden 64), fp32"
@@ -262,7 +248,7 @@ def _make_model(tmp: Path, gpu: bool, device: str = "cuda") -> tuple[Path, str]:
 
     tok = build_tokenizer()
     config = Qwen2Config(
-        **QWEN2_05B,
+        **QWEN2_0_5B,
         bos_token_id=tok.convert_tokens_to_ids("<|im_start|>"),
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,

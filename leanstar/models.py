@@ -34,6 +34,24 @@ TINY_SHAPE = dict(
     max_position_embeddings=4096,
 )
 
+# Qwen2-0.5B's published shape (Qwen/Qwen2-0.5B config.json), for random-init benchmarks: the
+# layers alone (with the tiny tokenizer's vocabulary), or the whole config.
+QWEN2_0_5B_LAYERS = dict(
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+)
+QWEN2_0_5B = dict(
+    vocab_size=151936,
+    **QWEN2_0_5B_LAYERS,
+    max_position_embeddings=32768,
+    rope_theta=1000000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+)
+
 
 def _tokenizer_corpus() -> list[str]:
     """Real Lean text from the bundled data, plus the prompt scaffolding the prover sees."""
