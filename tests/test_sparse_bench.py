@@ -25,7 +25,8 @@ def test_train_step_bench_runs_and_prints_a_ratio():
 def test_decode_bench_dry_run_takes_every_code_path(tmp_path):
     """The GPU decode benchmark on a tiny shape under the Triton interpreter: every section
     (checks, selection tuning, kernels incl. the wide-input list/masked rows, end to end with the
-    prefill split, the step profile) must run, so that a short GPU session is not spent on a Python error."""
+    prefill split, the step profile) must run, so that a short GPU session is not spent on a
+    Python error."""
     pytest.importorskip("triton")
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
     subprocess.run(
