@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from leanstar.config import dump_yaml
 from leanstar.jsonl import write_json_atomic, write_text_atomic
 
@@ -70,6 +72,18 @@ class RunDir:
         write_text_atomic(path, dump_yaml(cfg))
         return path
 
+    def saved_and_current_config(
+        self, cfg: Any, name: str = "config.yaml"
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The config saved here and `cfg`, each as {dotted key: value} in the saved file's
+        types (`cfg` goes through the same YAML), for refusing to resume a run with other
+        settings; None when no config is saved."""
+        path = self.path / name
+        if not path.exists():
+            return None
+        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return _flatten(saved), _flatten(yaml.safe_load(dump_yaml(cfg)))
+
     # -- manifest -----------------------------------------------------------
     @property
     def manifest_path(self) -> Path:
@@ -90,3 +104,13 @@ class RunDir:
         manifest = self.manifest()
         manifest["phases"][phase] = {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info}
         write_json_atomic(self.manifest_path, manifest)
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

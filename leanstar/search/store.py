@@ -15,9 +15,6 @@ numbers in it must all mean the same thing.
 
 from __future__ import annotations
 
-import yaml
-
-from leanstar.config import to_dict
 from leanstar.jsonl import JsonlWriter, iter_json_lines
 from leanstar.records import Theorem, TrajectoryOutcome
 from leanstar.rundir import RunDir
@@ -82,10 +79,9 @@ def read_written(rd: RunDir) -> Written:
 
 
 def check_resumable(rd: RunDir, cfg: SearchConfig, written: Written, checked_by: str) -> None:
-    saved_path = rd / "config.yaml"
-    if saved_path.exists() and written.keys:
-        saved = _flatten(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
-        now = _flatten(to_dict(cfg))
+    configs = rd.saved_and_current_config(cfg) if written.keys else None
+    if configs is not None:
+        saved, now = configs
         changed = [k for k in RESULT_KEYS if k in saved and saved[k] != now.get(k)]
         if changed:
             diffs = ", ".join(f"{k}: {saved[k]!r} -> {now.get(k)!r}" for k in changed)
@@ -100,16 +96,6 @@ def check_resumable(rd: RunDir, cfg: SearchConfig, written: Written, checked_by:
             f"checked by {checked_by!r}; results of different checkers are never mixed: use a "
             "new run_dir"
         )
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def record_theorems(rd: RunDir, theorems: list[Theorem]) -> None:

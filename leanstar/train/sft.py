@@ -26,9 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from leanstar.config import ConfigError, to_dict
+from leanstar.config import ConfigError
 from leanstar.jsonl import write_json_atomic
 from leanstar.rundir import RunDir, RunDirBusy
 from leanstar.train.callbacks import MetricsLog, StopOnSignal
@@ -330,11 +328,10 @@ def _summary(trainer, result, stats, resume_step, wall_s: float, state) -> dict[
 
 def check_config(run: RunDir, cfg: SFTConfig, strict: bool) -> None:
     """Refuse to resume or reuse a run directory that was made with another config."""
-    path = run / "config.yaml"
-    if not strict or not path.exists():
+    configs = run.saved_and_current_config(cfg) if strict else None
+    if configs is None:
         return
-    old = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    new = _flatten(json.loads(json.dumps(to_dict(cfg))))
+    old, new = configs
     changed = sorted(
         k for k in old.keys() | new.keys() if k not in RESUME_SAFE and old.get(k) != new.get(k)
     )
@@ -344,16 +341,6 @@ def check_config(run: RunDir, cfg: SFTConfig, strict: bool) -> None:
             f"{run.path} holds a run with another config ({diffs}); use a new run_dir, or "
             "give the same config to resume it"
         )
-
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _check_data(run: RunDir, fingerprint: str, resuming: bool) -> None:
