@@ -43,9 +43,32 @@ def thought_for(state: str) -> str:
     return f"Looking at {first_goal[:40]}, the recorded next step should make progress."
 
 
-class SteeredGenerator:
-    name = "steered"
+class _FakeGenerator:
+    """What the fake samplers share: an optional delay per call, the prompts per call, and
+    `n` answers per prompt from `_answer`."""
+
     tokenizer = None
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.drawn: Counter[str] = Counter()  # samples drawn per state (or prompt)
+        self.calls: list[int] = []  # prompts per generate call
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Sample]]:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        self.calls.append(len(prompts))
+        return [[self._answer(prompt) for _ in range(params.n)] for prompt in prompts]
+
+    def _answer(self, prompt: str) -> Sample:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class SteeredGenerator(_FakeGenerator):
+    name = "steered"
 
     def __init__(
         self,
@@ -63,21 +86,11 @@ class SteeredGenerator:
             for state in self.truth
             for with_thoughts in (True, False)
         }
-        self.script, self.delay_s, self.thoughts = script, delay_s, thoughts
-        self.drawn: Counter[str] = Counter()  # samples drawn per state
-        self.calls: list[int] = []  # prompts per generate call
+        super().__init__(delay_s)
+        self.script, self.thoughts = script, thoughts
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Sample]]:
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        self.calls.append(len(prompts))
-        out = []
-        for prompt in prompts:
-            state = self.state_of.get(prompt)
-            out.append([self._answer(state, prompt) for _ in range(params.n)])
-        return out
-
-    def _answer(self, state: str | None, prompt: str) -> Sample:
+    def _answer(self, prompt: str) -> Sample:
+        state = self.state_of.get(prompt)
         key = state if state is not None else prompt
         k = self.drawn[key]
         self.drawn[key] += 1
@@ -89,9 +102,6 @@ class SteeredGenerator:
             else:
                 answer = prover_target(truth, thought_for(state) if self.thoughts else None)
         return answer if isinstance(answer, Sample) else fake_sample(answer)
-
-    def close(self) -> None:
-        pass
 
 
 class FaultyEnv:
@@ -163,30 +173,17 @@ def steered_replay_node():
     return SteeredGenerator(theorems), ReplayEnv(theorems)
 
 
-class ScriptedGenerator:
+class ScriptedGenerator(_FakeGenerator):
     """Answers the k-th sample drawn for a prompt with `script(prompt, k)` (a completion text);
     for environments whose states are not known in advance (the synthetic fake REPL)."""
 
     name = "scripted"
-    tokenizer = None
 
     def __init__(self, script: Callable[[str, int], str], delay_s: float = 0.0) -> None:
-        self.script, self.delay_s = script, delay_s
-        self.drawn: Counter[str] = Counter()
-        self.calls: list[int] = []
+        super().__init__(delay_s)
+        self.script = script
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Sample]]:
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        self.calls.append(len(prompts))
-        out = []
-        for prompt in prompts:
-            row = []
-            for _ in range(params.n):
-                row.append(fake_sample(self.script(prompt, self.drawn[prompt])))
-                self.drawn[prompt] += 1
-            out.append(row)
-        return out
-
-    def close(self) -> None:
-        pass
+    def _answer(self, prompt: str) -> Sample:
+        k = self.drawn[prompt]
+        self.drawn[prompt] += 1
+        return fake_sample(self.script(prompt, k))
