@@ -40,6 +40,20 @@ class Sample:
     token_logprobs: tuple[float, ...] = field(default=(), repr=False)
     token_ends: tuple[int, ...] = field(default=(), repr=False)
 
+    @classmethod
+    def of_tokens(
+        cls, text: str, finish_reason: str, token_logprobs: tuple[float, ...], token_ends
+    ) -> Sample:
+        """A sample from its tokens' log-probabilities: their sum and count follow."""
+        return cls(
+            text=text,
+            logprob=float(sum(token_logprobs)),
+            num_tokens=len(token_logprobs),
+            finish_reason=finish_reason,
+            token_logprobs=token_logprobs,
+            token_ends=tuple(token_ends),
+        )
+
     def logprob_of_span(self, start: int, end: int) -> float:
         """Summed log-probability of the tokens that overlap text[start:end]."""
         total, begin = 0.0, 0

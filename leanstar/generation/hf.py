@@ -106,15 +106,8 @@ def build_sample(tok, eos, ids, logps, params: SamplingParams) -> Sample:
         counted, finish = cut + 1, "stop"  # the end-of-sequence token is part of the sample
     else:
         counted, finish = len(kept), "length"
-    token_logps = tuple(logps[:counted])
-    return Sample(
-        text=text,
-        logprob=float(sum(token_logps)),
-        num_tokens=counted,
-        finish_reason=finish,
-        token_logprobs=token_logps,
-        token_ends=tuple(min(e, len(text)) for e in ends[:counted]),
-    )
+    token_ends = (min(e, len(text)) for e in ends[:counted])
+    return Sample.of_tokens(text, finish, tuple(logps[:counted]), token_ends)
 
 
 def _as_list(value) -> list[int]:

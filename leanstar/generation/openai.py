@@ -103,14 +103,8 @@ def choice_to_sample(choice: Any, where: str = "server") -> Sample:
         raise ValueError(f"{where} returned a token without a log-probability")
     token_lps = tuple(float(v) for v in values)
     text = choice.text or ""
-    return Sample(
-        text=text,
-        logprob=float(sum(token_lps)),
-        num_tokens=len(token_lps),
-        finish_reason=choice.finish_reason or "length",
-        token_logprobs=token_lps,
-        token_ends=_token_ends(list(lp.tokens or []), list(lp.text_offset or []), len(text)),
-    )
+    ends = _token_ends(list(lp.tokens or []), list(lp.text_offset or []), len(text))
+    return Sample.of_tokens(text, choice.finish_reason or "length", token_lps, ends)
 
 
 def _token_ends(tokens: list[str], offsets: list[int], length: int) -> tuple[int, ...]:

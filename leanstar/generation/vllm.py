@@ -122,14 +122,7 @@ def to_sample(completion: Any, tokenizer: Any = None) -> Sample:
     token_lps = tuple(float(entry[tid].logprob) for tid, entry in zip(ids, completion.logprobs))
     text = completion.text
     ends = _token_ends(completion, ids, text, tokenizer)
-    return Sample(
-        text=text,
-        logprob=float(sum(token_lps)),
-        num_tokens=len(ids),
-        finish_reason=completion.finish_reason or "length",
-        token_logprobs=token_lps,
-        token_ends=ends,
-    )
+    return Sample.of_tokens(text, completion.finish_reason or "length", token_lps, ends)
 
 
 def _token_ends(completion: Any, ids: list[int], text: str, tokenizer: Any) -> tuple[int, ...]:
